@@ -1,0 +1,229 @@
+"""One typed, validated run configuration: YAML files plus dotted command-line overrides.
+
+Unknown keys and wrong types are errors whose message names the key (`sampling.temprature: extra
+inputs are not permitted`). Every choice the paper leaves open is a field here, so it is logged
+with the resolved config in the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from irpo.errors import IrpoError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(_Section):
+    """What to train and evaluate on."""
+
+    name: str = "arith"
+    """Built-in task (gsm8k, arc_challenge, math, arith) or `custom`."""
+    train_source: str | None = None
+    """Local file (JSONL/JSON/Parquet) or Hugging Face dataset id; None for generated tasks."""
+    train_split: str = "train"
+    eval_source: str | None = None
+    eval_split: str = "test"
+    train_limit: int | None = Field(default=None, ge=1)
+    """Use only the first N training questions (after a seeded shuffle when `shuffle_seed` is set)."""
+    eval_limit: int | None = Field(default=None, ge=1)
+    skip_bad_rows: bool = False
+    """Skip (and count) rows without a question or answer instead of failing."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Task-specific options (arith difficulty knobs; custom task answer type and field names)."""
+
+
+class ModelConfig(_Section):
+    name_or_path: str = "smollm2-135m"
+    """Hugging Face id, local folder, or an embedded model name (`smollm2-135m`)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    chat_template: Literal["auto", "always", "never"] = "auto"
+    """`auto` applies the tokenizer's chat template when it has one."""
+    trust_remote_code: bool = False
+
+
+class SamplingConfig(_Section):
+    engine: Literal["transformers", "vllm"] = "transformers"
+    num_samples: int = Field(default=30, ge=1)
+    """N: solutions sampled per training question (paper: 30 GSM8K/ARC, 20 MATH)."""
+    temperature: float = Field(default=0.8, ge=0.0)
+    temperatures: list[float] | None = None
+    """Per-iteration temperatures; iteration t uses temperatures[min(t, len-1)] (paper: 0.8, 0.8, 1.3, 1.3)."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=512, ge=1)
+    stop_at_final_answer: bool = True
+    """Stop right after the line carrying "Final answer: ..." (run-on text causes wrong verdicts)."""
+    batch_size: int = Field(default=64, ge=1)
+    """Sequences decoded together by the transformers engine."""
+
+    def temperature_for(self, iteration: int) -> float:
+        if self.temperatures:
+            return self.temperatures[min(iteration, len(self.temperatures) - 1)]
+        return self.temperature
+
+
+class PairsConfig(_Section):
+    pairs_per_question: int = Field(default=10, ge=1)
+    """K (paper: 10 GSM8K, 20 ARC, 15 MATH)."""
+    gold_as_winner: Literal["never", "if_no_correct", "always"] = "if_no_correct"
+    """Use the gold solution as a winner (only for tasks that have one)."""
+    order: Literal["sample", "shortest", "random"] = "sample"
+    """Order inside the winner and loser lists before the wrap-around zip."""
+    dedupe: bool = True
+    """Drop pairs whose (chosen, rejected) texts repeat an earlier pair of the same question."""
+    max_pairs: int | None = Field(default=None, ge=1)
+    """Keep a seeded random subset above this many pairs per iteration (paper: ~60k)."""
+    max_length: int | None = Field(default=None, ge=1)
+    """Drop pairs whose prompt + longer response exceeds this many tokens (the model context)."""
+
+
+class TrainConfig(_Section):
+    beta: float = Field(default=0.1, gt=0.0)
+    alpha: float = Field(default=1.0, ge=0.0)
+    """Weight of the winner's length-normalised NLL (IRPO Eq. 1); 0 gives plain DPO."""
+    nll_normalization: Literal["sequence", "batch_token"] = "sequence"
+    """`sequence`: the paper's per-sequence mean; `batch_token`: TRL's batch token mean."""
+    learning_rate: float = Field(default=7e-7, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=16, ge=1)
+    """Global batch size in pairs (or sequences for SFT), across processes and accumulation."""
+    micro_batch_size: int = Field(default=4, ge=1)
+    """Pairs per forward pass on each process; accumulation makes up the rest."""
+    epochs: float = Field(default=1.0, gt=0.0)
+    max_steps: int | None = Field(default=None, ge=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0.0)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
+    lora: dict[str, Any] | None = None
+    """peft LoraConfig arguments; the adapter is merged into the saved checkpoint."""
+    log_every: int = Field(default=1, ge=1)
+    save_every: int | None = Field(default=None, ge=1)
+    """Save a resumable training state every N optimizer steps."""
+    ref_batch_size: int = Field(default=8, ge=1)
+
+
+class EvalConfig(_Section):
+    greedy: bool = True
+    maj_k: int = Field(default=0, ge=0)
+    """K for maj@K and pass@K (0: greedy only; paper: 32)."""
+    temperature: float = Field(default=0.8, ge=0.0)
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    """Defaults to sampling.max_new_tokens."""
+    on_train_iterations: bool = True
+    """Evaluate the seed model and every iteration's model."""
+
+
+class LoopConfig(_Section):
+    iterations: int = Field(default=3, ge=1)
+    method: Literal["irpo", "dpo", "sft_gold", "star"] = "irpo"
+    reference: Literal["current", "initial"] = "current"
+    """DPO reference: M_t (the paper) or M_0 (an ablation)."""
+    min_gain: float | None = None
+    """Stop early when greedy held-out accuracy improves by less than this (in points)."""
+
+
+class RunConfig(_Section):
+    seed: int = 0
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    trackers: list[Literal["jsonl", "wandb", "tensorboard", "mlflow"]] = Field(
+        default_factory=lambda: ["jsonl"]
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.train.batch_size % self.train.micro_batch_size:
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of "
+                f"train.micro_batch_size ({self.train.micro_batch_size})"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_error(err: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`sampling.temperature=1.3` -> (["sampling", "temperature"], 1.3); values are YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise IrpoError(f"--set {item!r}: expected KEY=VALUE, e.g. sampling.temperature=1.3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                raise IrpoError(f"--set {item!r}: {k} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise IrpoError(_format_error(e, where)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IrpoError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f":{mark.line + 1}" if mark is not None else ""
+            raise IrpoError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise IrpoError(f"{path}: expected a mapping of sections at the top level")
+        data = loaded or {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+        where += " (with --set overrides)"
+    return config_from_dict(data, where)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

