@@ -132,6 +132,28 @@ class LoopConfig(_Section):
     """Stop early when greedy held-out accuracy improves by less than this (in points)."""
 
 
+class SeedModelConfig(_Section):
+    """Train the seed model M_0 from scratch: a character-level Llama, SFT on gold solutions.
+
+    Used when `model.name_or_path` is `scratch` (the embedded demo). The model is cached under
+    IRPO_CACHE, keyed by this section and the task, so a second run reuses it.
+    """
+
+    hidden_size: int = Field(default=128, ge=8)
+    num_layers: int = Field(default=4, ge=1)
+    num_heads: int = Field(default=4, ge=1)
+    max_position_embeddings: int = Field(default=256, ge=16)
+    train_problems: int = Field(default=5000, ge=1)
+    steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    warmup_steps: int = Field(default=50, ge=0)
+
+
+SCRATCH = "scratch"
+"""`model.name_or_path` value meaning: train M_0 from scratch as `seed_model` says."""
+
+
 class RunConfig(_Section):
     seed: int = 0
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -141,12 +163,18 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    seed_model: SeedModelConfig | None = None
     trackers: list[Literal["jsonl", "wandb", "tensorboard", "mlflow"]] = Field(
         default_factory=lambda: ["jsonl"]
     )
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        if (self.model.name_or_path == SCRATCH) != (self.seed_model is not None):
+            raise ValueError(
+                f"model.name_or_path: {SCRATCH!r} and a seed_model section go together "
+                "(the seed model is trained from scratch only when both are given)"
+            )
         if self.train.batch_size % self.train.micro_batch_size:
             raise ValueError(
                 f"train.batch_size ({self.train.batch_size}) must be a multiple of "
@@ -162,7 +190,7 @@ def _format_error(err: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid configuration"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"  {key}: {msg}")

