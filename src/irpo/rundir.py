@@ -46,7 +46,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):
             flat.update(_flatten(v, key + "."))
         else:
             flat[key] = v
