@@ -7,9 +7,24 @@ label in training, so every task's extraction is table-tested against real-looki
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any
 
 from irpo.records import Problem, Verdict
+
+
+@dataclass
+class LoadStats:
+    """What the last `Task.load` read: rows seen, problems kept, bad rows skipped (and why).
+
+    `skipped_reasons` keeps the first few messages ("train.jsonl:12: no 'answer' field").
+    """
+
+    source: str
+    rows: int = 0
+    loaded: int = 0
+    skipped: int = 0
+    skipped_reasons: list[str] = field(default_factory=list)
 
 
 class Task(ABC):
@@ -24,6 +39,8 @@ class Task(ABC):
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+        self.last_load_stats: LoadStats | None = None
+        """Set by every `load`: counts of rows read, kept and skipped."""
 
     @abstractmethod
     def load(
@@ -53,3 +70,17 @@ class Task(ABC):
         It ends with "Final answer: <gold answer>" so that it scores as correct.
         """
         return None
+
+    def audit_gold(self, problem: Problem) -> list[str]:
+        """Reasons why this problem's gold data cannot be trusted (empty when it can).
+
+        The base check: the gold completion, when the task has one, scores as correct. Tasks add
+        their own checks (the gold answer normalises, an answer key names an option, ...).
+        """
+        completion = self.gold_completion(problem)
+        if completion is None:
+            return []
+        verdict = self.score(completion, problem)
+        if not verdict.correct:
+            return [f"gold completion scores as wrong (extracted {verdict.answer!r})"]
+        return []
