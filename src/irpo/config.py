@@ -71,17 +71,17 @@ class SamplingConfig(_Section):
 
 class PairsConfig(_Section):
     pairs_per_question: int = Field(default=10, ge=1)
-    """K (paper: 10 GSM8K, 20 ARC, 15 MATH)."""
+    """K (paper: 10 GSM8K, 20 ARC, 15 MATH); at most lcm(|W|, |L|) distinct zip pairs exist."""
     gold_as_winner: Literal["never", "if_no_correct", "always"] = "if_no_correct"
     """Use the gold solution as a winner (only for tasks that have one)."""
     order: Literal["sample", "shortest", "random"] = "sample"
     """Order inside the winner and loser lists before the wrap-around zip."""
     dedupe: bool = True
-    """Drop pairs whose (chosen, rejected) texts repeat an earlier pair of the same question."""
+    """Skip zip pairs whose (chosen, rejected) texts repeat an earlier pair of the same question."""
     max_pairs: int | None = Field(default=None, ge=1)
     """Keep a seeded random subset above this many pairs per iteration (paper: ~60k)."""
     max_length: int | None = Field(default=None, ge=1)
-    """Drop pairs whose prompt + longer response exceeds this many tokens (the model context)."""
+    """Skip pairs whose prompt + longer response exceeds this many tokens (the model context)."""
 
 
 class TrainConfig(_Section):
