@@ -120,12 +120,20 @@ def unwrap_answer(span: str) -> str:
         return boxed.strip()
     for opener, closer in _MATH_DELIMITERS:
         if s.startswith(opener):
-            end = s.find(closer, len(opener))
+            end = _find_unescaped(s, closer, len(opener))
             if end > len(opener):
                 s = s[len(opener) : end]
             break
     s = s.strip().strip(_EMPHASIS).strip()
     return s.rstrip(".").strip()
+
+
+def _find_unescaped(s: str, needle: str, start: int) -> int:
+    """Index of `needle` in `s` from `start`, skipping occurrences escaped by a backslash."""
+    i = s.find(needle, start)
+    while i > 0 and s[i - 1] == "\\":
+        i = s.find(needle, i + 1)
+    return i
 
 
 def final_answer_span(text: str) -> str | None:

@@ -1,0 +1,178 @@
+"""`math`: competition mathematics (MATH, Hendrycks et al., 2021; also MATH500) with 4-shot prompts.
+
+Rows have `problem` (or `question`), `solution`, and optionally `answer` (MATH500) and
+`unique_id`. The gold answer is the `answer` field when present, else the content of the last
+`\\boxed{...}` / `\\fbox{...}` of the solution (braces matched, never a regex).
+
+The prompt is the paper's: an instruction, then 4 fixed worked examples from the MATH train split,
+then the question. The examples ship with the package (`math_fewshot.json`), so the prompt needs
+no dataset at run time. They were chosen by a fixed rule: for each of Algebra, Counting &
+Probability, Number Theory and Prealgebra, the Level 3 train problem with the shortest
+problem + solution text among those with exactly one `\\boxed` and no `[asy]` figure (ties by id):
+    train/algebra/79.json, train/counting_and_probability/239.json,
+    train/number_theory/723.json, train/prealgebra/2026.json
+
+Scoring: the answer after the last "Final answer:" (unwrapped from `$...$` / `\\boxed{}`); with no
+marker at all, the last `\\boxed{}` (the prompt asks for both). Equal strings after light
+normalisation are correct at once; otherwise Math-Verify decides (`irpo.tasks.math_judge`: a
+wall-clock limit per check, safe in any thread; a check that runs out of time counts as wrong).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+from irpo.errors import IrpoError
+from irpo.records import Problem, Verdict
+from irpo.tasks.answers import final_answer_span, find_final_marker, last_boxed
+from irpo.tasks.base import Task
+from irpo.tasks.math_judge import MathJudge, for_math_verify
+from irpo.tasks.sources import BadRow, Row, load_rows
+
+INSTRUCTION = (
+    "Your task is to answer the last question below. Give step by step reasoning before you "
+    "answer, and when you're ready to answer, please wrap your answer in \\boxed, and conclude "
+    'using the format "Final answer: ..."'
+)
+"""The paper's MATH instruction (Pang et al. 2024, Appendix)."""
+
+FEWSHOT_FILE = "math_fewshot.json"
+
+
+def fewshot_examples() -> list[dict[str, str]]:
+    """The 4 worked examples of the prompt (unique_id, problem, solution, answer)."""
+    text = resources.files("irpo.tasks").joinpath(FEWSHOT_FILE).read_text(encoding="utf-8")
+    examples: list[dict[str, str]] = json.loads(text)["examples"]
+    return examples
+
+
+def _one_line(answer: str) -> str:
+    return " ".join(answer.split())
+
+
+def parse_row(row: Row, split: str) -> Problem:
+    """A MATH / MATH500 row -> Problem; `meta["boxed"]` keeps the solution's boxed answer."""
+    if not isinstance(row.data, dict):
+        raise BadRow(f"expected a JSON object, got {type(row.data).__name__}")
+    question = row.text("problem" if "problem" in row.data else "question")
+    solution = row.data.get("solution")
+    if solution is not None and not isinstance(solution, str):
+        raise BadRow("field 'solution' should be text")
+    boxed = last_boxed(solution) if solution else None
+    answer_field = row.data.get("answer")
+    if answer_field is not None and str(answer_field).strip():
+        answer = str(answer_field).strip()
+    elif boxed is not None and boxed.strip():
+        answer = boxed.strip()
+    elif solution:
+        raise BadRow("the solution has no \\boxed{...} answer and there is no 'answer' field")
+    else:
+        raise BadRow("no 'answer' field and no 'solution' with a \\boxed{...} answer")
+    meta: dict[str, Any] = {k: row.data[k] for k in ("level", "type", "subject") if k in row.data}
+    if boxed is not None:
+        meta["boxed"] = boxed.strip()
+    row_id = row.data.get("unique_id", row.data.get("id"))
+    return Problem(
+        id=str(row_id) if row_id not in (None, "") else f"{split}/{row.index}",
+        question=question.strip(),
+        answer=answer,
+        solution=solution.strip() if solution else None,
+        meta=meta,
+    )
+
+
+class MathTask(Task):
+    """MATH with the paper's 4-shot prompt; answers judged by Math-Verify.
+
+    Options: `verify_timeout` (seconds per Math-Verify check, default 5; None runs in the calling
+    thread without a limit), `fallbacks` (default True: the last `\\boxed{}` when there is no
+    "Final answer:" marker).
+    """
+
+    name = "math"
+    has_gold_solution = True
+
+    def __init__(
+        self, *, verify_timeout: float | None = 5.0, fallbacks: bool = True, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        if options:
+            raise IrpoError(f"task math: unknown option(s) {', '.join(sorted(options))}")
+        if verify_timeout is not None and verify_timeout <= 0:
+            raise IrpoError(f"task math: verify_timeout must be positive, got {verify_timeout}")
+        self.judge = MathJudge(timeout=verify_timeout)
+        self.fallbacks = fallbacks
+
+    def load(
+        self,
+        source: str | None,
+        split: str,
+        *,
+        limit: int | None = None,
+        skip_bad_rows: bool = False,
+    ) -> list[Problem]:
+        if source is None:
+            raise IrpoError(
+                "task math needs a source: a folder with MATH_train.jsonl/MATH_test.jsonl, a "
+                "JSONL file (MATH500's test.jsonl), or a Hugging Face dataset id"
+            )
+        problems, self.last_load_stats = load_rows(
+            source,
+            split,
+            lambda row: parse_row(row, split),
+            task=self.name,
+            limit=limit,
+            skip_bad_rows=skip_bad_rows,
+        )
+        return problems
+
+    @cached_property
+    def _prefix(self) -> str:
+        shots = [
+            f"Question: {e['problem']}\nSolution: {e['solution']}\nFinal answer: ${e['answer']}$"
+            for e in fewshot_examples()
+        ]
+        return INSTRUCTION + "\n\n" + "\n\n".join(shots) + "\n\n"
+
+    def prompt(self, problem: Problem) -> str:
+        return f"{self._prefix}Question: {problem.question}\nSolution:"
+
+    def extract(self, completion: str) -> str | None:
+        """The raw answer a completion gives (after "Final answer:", else its last box)."""
+        span = final_answer_span(completion)
+        if span is None and self.fallbacks and find_final_marker(completion) is None:
+            boxed = last_boxed(completion)
+            span = boxed.strip() if boxed else None
+        return span or None
+
+    def score(self, completion: str, problem: Problem) -> Verdict:
+        answer = self.extract(completion)
+        if answer is None:
+            return Verdict(answer=None, correct=False)
+        return Verdict(answer=answer, correct=self.judge.same_answer(problem.answer, answer))
+
+    def gold_completion(self, problem: Problem) -> str | None:
+        if problem.solution is None:
+            return None
+        return f"{problem.solution}\nFinal answer: ${_one_line(problem.answer)}$"
+
+    def audit_gold(self, problem: Problem) -> list[str]:
+        """The gold parses; the gold completion's answer is equal to it by Math-Verify itself (not
+        the string fast path); and an `answer` field agrees with the solution's boxed answer."""
+        issues = []
+        if not self.judge.parses(for_math_verify(problem.answer)):
+            issues.append(f"Math-Verify cannot parse the gold answer {problem.answer!r}")
+        completion = self.gold_completion(problem)
+        if completion is not None:
+            extracted = self.extract(completion)
+            if extracted is None or not self.judge.same_answer(
+                problem.answer, extracted, fast_path=False
+            ):
+                issues.append(f"gold completion's answer {extracted!r} is not judged equal")
+        boxed = problem.meta.get("boxed")
+        if boxed is not None and not self.judge.same_answer(problem.answer, boxed):
+            issues.append(f"answer field {problem.answer!r} differs from the boxed {boxed!r}")
+        return issues
