@@ -110,6 +110,9 @@ class TrainConfig(_Section):
     save_every: int | None = Field(default=None, ge=1)
     """Save a resumable training state every N optimizer steps."""
     ref_batch_size: int = Field(default=8, ge=1)
+    """Pairs per no-grad forward when computing reference log-probs."""
+    response_only_logits: bool = True
+    """Compute logits only at response positions (False: the full [B, T, V] logits)."""
 
 
 class EvalConfig(_Section):

@@ -1,0 +1,25 @@
+"""Training: reference log-probs, the accelerate loop, IRPO / DPO / SFT.
+
+    compute_reference_logps(model, pairs, batch_size=...)   # log M_t(y|x), once per iteration
+    train_preference(model_path, pairs, cfg, out, seed=...)  # IRPO Eq. 1 (alpha = 0: DPO)
+    train_sft(model_path, examples, cfg, out, seed=...)      # per-sequence NLL
+
+Modules: batching (token rows), scoring (response-only logits), reference, objectives, plan
+(which examples each step sees), checkpoint (the output folder), loop (the accelerate loop),
+api (the two trainings).
+"""
+
+from irpo.train.api import train_preference, train_sft
+from irpo.train.batching import SftExample
+from irpo.train.loop import TrainResult
+from irpo.train.reference import compute_reference_logps
+from irpo.train.scoring import SequenceScorer
+
+__all__ = [
+    "SequenceScorer",
+    "SftExample",
+    "TrainResult",
+    "compute_reference_logps",
+    "train_preference",
+    "train_sft",
+]
