@@ -129,10 +129,10 @@ def unwrap_answer(span: str) -> str:
 
 
 def _find_unescaped(s: str, needle: str, start: int) -> int:
-    """Index of `needle` in `s` from `start`, skipping occurrences escaped by a backslash."""
+    """Index of the closing `needle` in `s` from `start`, or -1."""
     i = s.find(needle, start)
-    while i > 0 and s[i - 1] == "\\":
-        i = s.find(needle, i + 1)
+    while i > 0 and (s[i - 1] == "\\" or (needle == "$" and s[i + 1 : i + 2].isdigit())):
+        i = s.find(needle, i + 1)  # "\$" is escaped; "$20" opens an amount, it closes nothing
     return i
 
 
@@ -168,7 +168,7 @@ _NUMBER = re.compile(
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _LATEX_TEXT = re.compile(r"\\(?:text|mathrm|textbf|mbox)\s*\{([^{}]*)\}")
 _SENTENCE_END = re.compile(r"\n|;|\.(?=\s|$)|\bquestion\s*:", re.IGNORECASE)
-_OPERATOR_AFTER = re.compile(r"\s*(?:[-+*/^×÷x,]|and\b|or\b)\s*-?\d")
+_OPERATOR_AFTER = re.compile(r"\s*(?:[-+*/^×÷x,]|and\b|or\b)\s*\$?-?\d")
 
 
 def _plain_text(span: str) -> str:

@@ -60,9 +60,13 @@ class Row:
         """The value of a required field: a BadRow when it is missing, null or blank."""
         if not isinstance(self.data, dict):
             raise BadRow(f"expected a JSON object, got {type(self.data).__name__}")
-        value = self.data.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise BadRow(f"no {name!r} field" if name not in self.data else f"empty {name!r} field")
+        if name not in self.data:
+            raise BadRow(f"no {name!r} field")
+        value = self.data[name]
+        if value is None:
+            raise BadRow(f"field {name!r} is null")
+        if isinstance(value, str) and not value.strip():
+            raise BadRow(f"empty {name!r} field")
         return value
 
     def text(self, name: str) -> str:
