@@ -42,6 +42,16 @@ INSTRUCTION = (
 FEWSHOT_FILE = "math_fewshot.json"
 
 
+def balanced(answer: str) -> bool:
+    """True when the braces of `answer` close in order (escaped `\\{` `\\}` aside)."""
+    depth = 0
+    for char in answer.replace("\\{", "").replace("\\}", ""):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def fewshot_examples() -> list[dict[str, str]]:
     """The 4 worked examples of the prompt (unique_id, problem, solution, answer)."""
     text = resources.files("irpo.tasks").joinpath(FEWSHOT_FILE).read_text(encoding="utf-8")
@@ -141,12 +151,15 @@ class MathTask(Task):
         return f"{self._prefix}Question: {problem.question}\nSolution:"
 
     def extract(self, completion: str) -> str | None:
-        """The raw answer a completion gives (after "Final answer:", else its last box)."""
+        """The raw answer a completion gives (after "Final answer:", else its last box); None when
+        there is none or its braces do not balance (a clipped generation)."""
         span = final_answer_span(completion)
         if span is None and self.fallbacks and find_final_marker(completion) is None:
             boxed = last_boxed(completion)
             span = boxed.strip() if boxed else None
-        return span or None
+        if not span or not balanced(span):
+            return None  # a clipped answer ("\\frac{1}{2") is not a guess worth scoring
+        return span
 
     def score(self, completion: str, problem: Problem) -> Verdict:
         answer = self.extract(completion)

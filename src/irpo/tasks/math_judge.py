@@ -32,7 +32,7 @@ _STARTUP_TIMEOUT = 120.0
 
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}")
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
-_SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|\s+")
+_SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|(?<!\d)\s+|\s+(?!\d)")
 
 
 def canonical(answer: str) -> str:

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +113,19 @@ def _looks_like_path(source: str) -> bool:
 
 
 def iter_rows(source: str, split: str) -> Iterator[Row]:
-    """The rows of `split` in `source` (a file, a folder or a Hub id), each with its location."""
+    """The rows of `split` in `source` (a file, a folder or a Hub id), each with its location.
+
+    `Row.index` counts rows across all files of the split (shards continue each other).
+    """
     path = Path(source).expanduser()
     if path.is_dir():
+        offset = 0  # shards continue one another's row positions
         for file in files_for_split(path, split):
-            yield from _file_rows(file)
+            count = 0
+            for row in _file_rows(file):
+                yield replace(row, index=offset + row.index)
+                count = row.index + 1
+            offset += count
     elif path.is_file():
         yield from _file_rows(path)
     elif _looks_like_path(source):
