@@ -169,3 +169,10 @@ PROBLEM = Problem(
 def test_score(completion: str, answer: str | None, correct: bool) -> None:
     verdict = ArithTask().score(completion, PROBLEM)
     assert (verdict.answer, verdict.correct) == (answer, correct)
+
+
+def test_fallbacks_option() -> None:
+    assert ArithTask().score("5+3=8. 8-1=7. So \\boxed{7}", PROBLEM).correct
+    strict = ArithTask(fallbacks=False)
+    assert strict.score("5+3=8. 8-1=7. So \\boxed{7}", PROBLEM).answer is None
+    assert strict.score("Final answer: 7", PROBLEM).correct

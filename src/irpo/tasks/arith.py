@@ -89,6 +89,8 @@ class ArithTask(Task):
         an operand no larger than the running value).
       size: problems per split (default 5000 train, 500 validation, 500 test).
       seed: generation seed (default 0).
+      fallbacks: read a `\\boxed{}` or "the answer is" when there is no "Final answer:" (default
+        True; rules in `irpo.tasks.answers`).
     """
 
     name = "arith"
@@ -105,6 +107,7 @@ class ArithTask(Task):
         allow_negative: bool = False,
         size: int | None = None,
         seed: int = 0,
+        fallbacks: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -131,6 +134,7 @@ class ArithTask(Task):
         self.allow_negative = allow_negative
         self.size = size
         self.seed = seed
+        self.fallbacks = fallbacks
 
     # ------------------------------------------------------------------ generation
 
@@ -220,7 +224,7 @@ class ArithTask(Task):
         return f"Question: {problem.question}\nSolution: "
 
     def score(self, completion: str, problem: Problem) -> Verdict:
-        value = extract_number(completion)
+        value = extract_number(completion, fallbacks=self.fallbacks)
         if value is None:
             return Verdict(answer=None, correct=False)
         answer = format_number(value)
