@@ -66,7 +66,11 @@ def test_gold_from_last_box_with_nested_braces(tmp_path: Path, task: MathTask) -
                 "level": "Level 2",
                 "type": "Algebra",
             },
-            {"problem": "p2", "solution": "So it is \\fbox{$x^{2}$}.", "unique_id": "test/a/2.json"},
+            {
+                "problem": "p2",
+                "solution": "So it is \\fbox{$x^{2}$}.",
+                "unique_id": "test/a/2.json",
+            },
             {"problem": "p3", "solution": "$\\boxed{3}$", "answer": "3"},
         ],
     )
@@ -96,9 +100,15 @@ def test_bad_rows(tmp_path: Path, task: MathTask) -> None:
 
 def test_audit_catches_answer_field_disagreeing_with_box(task: MathTask) -> None:
     problem = Problem(
-        id="p", question="q", answer="\\frac{1}{3}", solution="$\\boxed{0.5}$", meta={"boxed": "0.5"}
+        id="p",
+        question="q",
+        answer="\\frac{1}{3}",
+        solution="$\\boxed{0.5}$",
+        meta={"boxed": "0.5"},
     )
-    assert task.audit_gold(problem) == ["answer field '\\\\frac{1}{3}' differs from the boxed '0.5'"]
+    assert task.audit_gold(problem) == [
+        "answer field '\\\\frac{1}{3}' differs from the boxed '0.5'"
+    ]
 
 
 HALF = Problem(id="half", question="q", answer="\\frac{1}{2}")
