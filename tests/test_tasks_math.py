@@ -111,6 +111,7 @@ def test_audit_catches_answer_field_disagreeing_with_box(task: MathTask) -> None
     ]
 
 
+SEPARATED = Problem(id="separated", question="q", answer="\\frac{12}{5,\\!525}")
 HALF = Problem(id="half", question="q", answer="\\frac{1}{2}")
 POLAR = Problem(id="polar", question="q", answer="\\left( 3, \\frac{\\pi}{2} \\right)")
 COMPLEX = Problem(id="complex", question="q", answer="8+4i")
@@ -136,6 +137,8 @@ POLY = Problem(id="poly", question="q", answer="x^2+2x+1")
         ("Final answer: $-\\frac{1}{2}$", HALF, "-\\frac{1}{2}", False),
         ("\\boxed{\\frac{1}{2}} Final answer: $\\frac{2}{1}$", HALF, "\\frac{2}{1}", False),
         ("Final answer: $\\frac{1}{2", HALF, None, False),  # clipped: unbalanced braces
+        ("Final answer: $\\frac{12}{5525}$", SEPARATED, "\\frac{12}{5525}", True),  # MATH test
+        ("Final answer: $\\frac{12}{5,\\!526}$", SEPARATED, "\\frac{12}{5,\\!526}", False),
         ("Final answer: $(3, \\frac{\\pi}{2})$", POLAR, "(3, \\frac{\\pi}{2})", True),
         ("Final answer: $(3, \\pi/2)$", POLAR, "(3, \\pi/2)", True),
         ("Final answer: $(3, \\frac{\\pi}{3})$", POLAR, "(3, \\frac{\\pi}{3})", False),
@@ -177,6 +180,12 @@ def test_helpers() -> None:
     assert for_math_verify("\\frac{1}{2}") == "\\boxed{\\frac{1}{2}}"
     assert for_math_verify("10 vertical asymptotes") == "10 vertical asymptotes"
     assert for_math_verify("\\text{Devon}") == "\\boxed{\\text{Devon}}"
+    assert for_math_verify("\\frac{12}{5,\\!525}") == "\\boxed{\\frac{12}{5525}}"
+    assert for_math_verify("10{,}000{,}000") == "\\boxed{10000000}"
+    assert (
+        for_math_verify("\\frac{7}{5} + \\frac{1}{5} i.")
+        == "\\boxed{\\frac{7}{5} + \\frac{1}{5} i}"
+    )
     assert balanced("\\{1\\}") and balanced("\\frac{1}{2}")
     assert not balanced("\\frac{1}{2") and not balanced("}{")
 

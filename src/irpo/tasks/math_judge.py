@@ -32,6 +32,7 @@ _STARTUP_TIMEOUT = 120.0
 
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}")
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
 _SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|(?<!\d)\s+|\s+(?!\d)")
 
 
@@ -48,8 +49,10 @@ def for_math_verify(answer: str) -> str:
     """What to give Math-Verify's parser: `\\boxed{answer}`, or the plain text when it has words.
 
     A span with English words ("2 vertical asymptotes") read as LaTeX is a product of letters;
-    as text, Math-Verify finds its number.
+    as text, Math-Verify finds its number. LaTeX thousands separators ("5,\\!525", "10{,}000")
+    and a final period, which Math-Verify does not read, are removed first.
     """
+    answer = _LATEX_THOUSANDS.sub("", answer.strip()).rstrip(".").strip()
     if _WORD.search(_TEXT_COMMAND.sub("", answer)):
         return answer
     return f"\\boxed{{{answer}}}"
