@@ -62,6 +62,10 @@ class SamplingConfig(_Section):
     """Stop right after the line carrying "Final answer: ..." (run-on text causes wrong verdicts)."""
     batch_size: int = Field(default=64, ge=1)
     """Sequences decoded together by the transformers engine."""
+    prefill_tokens: int = Field(default=8192, ge=1)
+    """Prompt tokens (padded) per prefill forward of the transformers engine."""
+    vllm: dict[str, Any] = Field(default_factory=dict)
+    """Extra keyword arguments for `vllm.LLM` (gpu_memory_utilization, tensor_parallel_size, ...)."""
 
     def temperature_for(self, iteration: int) -> float:
         if self.temperatures:
@@ -124,6 +128,8 @@ class EvalConfig(_Section):
     """Defaults to sampling.max_new_tokens."""
     on_train_iterations: bool = True
     """Evaluate the seed model and every iteration's model."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling for the maj@K / pass@K samples."""
 
 
 class LoopConfig(_Section):

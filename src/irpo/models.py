@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,22 +51,55 @@ def _smollm2_gguf() -> Path:
 
 
 def _materialize_smollm2() -> Path:
-    """De-quantise the GGUF once and cache it as a safetensors model folder."""
+    """De-quantise the GGUF once and cache it as a float32 safetensors model folder.
+
+    The conversion (about half a minute) runs under a file lock and is published by an atomic
+    rename, so concurrent first runs wait for one converter and never see a half-written folder.
+    Later loads read the cached folder like any other local model (about a second).
+    """
     target = cache_dir() / "models" / SMOLLM2
     if (target / "config.json").exists():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from filelock import FileLock
 
-    gguf = _smollm2_gguf()
-    log.info("converting %s to safetensors in %s (once)", gguf.name, target)
-    start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tmp = target.with_name(target.name + ".tmp")
-    save_model(model, tokenizer, tmp)
-    tmp.replace(target)
-    log.info("cached %s in %.1fs", SMOLLM2, time.perf_counter() - start)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():  # another process converted it while we waited
+            return target
+        gguf = _smollm2_gguf()
+        log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+        start = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{SMOLLM2}."))
+        try:
+            _dequantize_gguf(gguf, tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("cached %s in %.1fs", SMOLLM2, time.perf_counter() - start)
     return target
+
+
+def _dequantize_gguf(gguf: Path, out: Path) -> None:
+    """Write a GGUF checkpoint as a plain float32 `transformers` folder.
+
+    transformers de-quantises GGUF tensors on load but marks the model as GGUF-quantised, which it
+    refuses to save; the weights are therefore copied into a model built from the same config
+    without its `quantization_config`.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    model_type = config_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **config_dict)
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    save_model(model, tokenizer, out)
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -96,13 +131,14 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of a Hub id, local folder or embedded model; pad = EOS when it has no pad."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name_or_path)
+    path = _checked_path(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as e:
-        raise IrpoError(_missing_model_message(name_or_path, e)) from None
+    except (OSError, ValueError) as e:
+        raise IrpoError(_load_error(name_or_path, "tokenizer", e)) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -115,26 +151,79 @@ def load_model(
     device: str = "auto",
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
+    """A causal LM in eval mode on `device` ("auto": CUDA when available) with `dtype` ("auto":
+    bfloat16 on GPUs that support it, else float32)."""
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model_path(name_or_path)
+    path = _checked_path(name_or_path)
     device = pick_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
         )
-    except OSError as e:
-        raise IrpoError(_missing_model_message(name_or_path, e)) from None
-    return model.to(device)  # type: ignore[no-any-return]
+    except (OSError, ValueError) as e:
+        raise IrpoError(_load_error(name_or_path, "model", e)) from None
+    try:
+        moved: PreTrainedModel = model.to(device)  # type: ignore[arg-type]
+    except (RuntimeError, AssertionError) as e:
+        raise IrpoError(f"model {name_or_path!r}: cannot use device {device!r} ({e})") from None
+    return moved.eval()
 
 
-def _missing_model_message(name: str, err: Exception) -> str:
-    if Path(name).exists():
-        return f"model {name!r}: cannot load the folder ({err})"
+def load_generation_config(name_or_path: str) -> Any:
+    """The model's generation config (EOS ids of chat models live there), or None."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(resolve_model_path(name_or_path))
+    except (OSError, ValueError):
+        return None
+
+
+def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> frozenset[int]:
+    """Tokens that end a completion: the tokenizer's EOS and the generation config's (chat models
+    often end a turn with their own token, e.g. Llama 3's <|eot_id|>)."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    configured = getattr(generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    return frozenset(ids)
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a Hub id ("org/name")."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _checked_path(name_or_path: str) -> str:
+    """Resolve embedded names; fail early, with a clear message, on a missing local folder."""
+    path = resolve_model_path(name_or_path)
+    local = Path(path).expanduser()
+    if local.exists():
+        if local.is_dir() and not (local / "config.json").exists():
+            raise IrpoError(
+                f"model {name_or_path!r}: the folder has no config.json, so it is not a "
+                "transformers model folder (save one with save_pretrained)"
+            )
+        return str(local)
+    if _looks_local(path):
+        raise IrpoError(f"model {name_or_path!r}: no such folder")
+    return path
+
+
+def _load_error(name: str, what: str, err: Exception) -> str:
+    if Path(name).expanduser().exists():
+        return f"model {name!r}: cannot load the {what} from the folder ({err})"
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    why = "HF_HUB_OFFLINE is set" if offline else "offline, or no such repository"
     return (
-        f"model {name!r}: not a local folder, and it could not be loaded from the Hugging Face Hub "
-        f"(offline, or no such repository). Download it with `huggingface-cli download {name}` on a "
-        f"machine with internet access and pass the local folder, or use the embedded {SMOLLM2!r}."
+        f"model {name!r}: not a local folder, and its {what} could not be loaded from the Hugging "
+        f"Face Hub ({why}). Download it with `huggingface-cli download {name}` on a machine with "
+        f"internet access and pass the local folder, or use the embedded {SMOLLM2!r}."
     )
 
 
@@ -207,9 +296,9 @@ def build_char_tokenizer(alphabet: str = CHAR_ALPHABET) -> Any:
     for ch in dict.fromkeys(alphabet):
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # type: ignore[assignment]
-    tok.decoder = decoders.Fuse()  # type: ignore[assignment]
-    tok.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", special_tokens=[("<bos>", 1)]
     )
     return PreTrainedTokenizerFast(

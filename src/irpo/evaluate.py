@@ -1,0 +1,247 @@
+"""Evaluation: greedy accuracy, maj@K, pass@K and the parse-failure rate.
+
+The paper reports exact match of the final answer under greedy decoding, and majority voting
+over 32 samples at temperature 0.8 (maj@32, section 3). The aggregation here is pure (scored
+samples in, metrics out) and uses the task's normalised answer (`Verdict.answer`) for votes,
+the same normaliser that labels training pairs. `evaluate_model` is the part that runs a model:
+it samples through `irpo.sampling.sample_problems` (resumable) and aggregates.
+
+Majority vote rule: votes are grouped by normalised answer; unparseable samples do not vote;
+the answer with the most votes wins, and a tie goes to the tied answer whose first vote has
+the lowest sample index. A question with no parseable sample has no majority answer (wrong).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from irpo.records import Problem, Sample, read_samples, write_json
+
+if TYPE_CHECKING:
+    from irpo.config import EvalConfig
+    from irpo.sampling import Engine, ProgressCallback
+    from irpo.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- pure aggregation
+
+
+def majority_vote(samples: Sequence[Sample]) -> Sample | None:
+    """The first sample (lowest index) of the winning answer, or None when none parsed.
+
+    Winning answer: most votes among parsed answers; ties go to the answer voted first.
+    """
+    ordered = sorted((s for s in samples if s.answer is not None), key=lambda s: s.index)
+    if not ordered:
+        return None
+    votes = Counter(s.answer for s in ordered)
+    top = max(votes.values())
+    return next(s for s in ordered if votes[s.answer] == top)
+
+
+@dataclass(frozen=True)
+class QuestionResult:
+    """One question's evaluation; fields of a disabled metric are None."""
+
+    problem_id: str
+    gold: str
+    greedy_answer: str | None = None
+    greedy_correct: bool | None = None
+    maj_answer: str | None = None
+    maj_correct: bool | None = None
+    maj_votes: int | None = None
+    """Votes for the majority answer."""
+    pass_correct: bool | None = None
+    """At least one of the K samples is correct (pass@K)."""
+    num_correct: int | None = None
+    num_unparseable: int | None = None
+    answers: dict[str, int] | None = None
+    """Votes per parsed answer, in order of first vote."""
+
+
+def score_question(
+    problem: Problem, greedy: Sample | None, samples: Sequence[Sample] | None
+) -> QuestionResult:
+    """Greedy verdict and maj/pass verdicts of one question from its scored samples."""
+    fields: dict[str, Any] = {"problem_id": problem.id, "gold": problem.answer}
+    if greedy is not None:
+        fields.update(greedy_answer=greedy.answer, greedy_correct=bool(greedy.correct))
+    if samples is not None:
+        winner = majority_vote(samples)
+        answers = Counter(
+            s.answer for s in sorted(samples, key=lambda s: s.index) if s.answer is not None
+        )
+        fields.update(
+            maj_answer=winner.answer if winner else None,
+            maj_correct=bool(winner.correct) if winner else False,
+            maj_votes=answers[winner.answer] if winner and winner.answer else 0,
+            pass_correct=any(s.correct for s in samples),
+            num_correct=sum(bool(s.correct) for s in samples),
+            num_unparseable=sum(s.answer is None for s in samples),
+            answers=dict(answers),
+        )
+    return QuestionResult(**fields)
+
+
+@dataclass
+class EvalResult:
+    """Accuracies are fractions in [0, 1]; a disabled metric is None."""
+
+    num_problems: int
+    k: int
+    greedy_accuracy: float | None
+    maj_accuracy: float | None
+    pass_accuracy: float | None
+    parse_failure_rate: float | None
+    """Unparseable samples / all scored samples (greedy and sampled together)."""
+    greedy_parse_failure_rate: float | None
+    sampled_parse_failure_rate: float | None
+    per_question: list[QuestionResult] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["per_question"] = [asdict(q) for q in self.per_question]
+        return d
+
+
+def aggregate(
+    results: Sequence[QuestionResult], k: int, settings: dict[str, Any] | None = None
+) -> EvalResult:
+    """Metrics over questions. k is the number of samples per question for maj/pass (0: none)."""
+    greedy = [r.greedy_correct for r in results if r.greedy_correct is not None]
+    sampled = [r for r in results if r.maj_correct is not None]
+    greedy_fail = sum(r.greedy_answer is None for r in results if r.greedy_correct is not None)
+    sampled_fail = sum(r.num_unparseable or 0 for r in sampled)
+    scored = len(greedy) + k * len(sampled)
+    return EvalResult(
+        num_problems=len(results),
+        k=k,
+        greedy_accuracy=_mean(greedy),
+        maj_accuracy=_mean([bool(r.maj_correct) for r in sampled]),
+        pass_accuracy=_mean([bool(r.pass_correct) for r in sampled]),
+        parse_failure_rate=(greedy_fail + sampled_fail) / scored if scored else None,
+        greedy_parse_failure_rate=greedy_fail / len(greedy) if greedy else None,
+        sampled_parse_failure_rate=sampled_fail / (k * len(sampled)) if sampled else None,
+        per_question=list(results),
+        settings=dict(settings or {}),
+    )
+
+
+def _mean(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def evaluate_samples(
+    problems: Sequence[Problem],
+    greedy: Sequence[Sample] | None,
+    sampled: Sequence[Sample] | None,
+    k: int,
+    settings: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Metrics from scored samples: greedy (one per problem) and/or K sampled per problem."""
+    greedy_by = {s.problem_id: s for s in greedy or ()}
+    sampled_by: dict[str, list[Sample]] = {}
+    for s in sampled or ():
+        sampled_by.setdefault(s.problem_id, []).append(s)
+    results = [
+        score_question(
+            p,
+            greedy_by.get(p.id) if greedy is not None else None,
+            sampled_by.get(p.id, []) if sampled is not None else None,
+        )
+        for p in problems
+    ]
+    return aggregate(results, k if sampled is not None else 0, settings)
+
+
+# --------------------------------------------------------------------------- running a model
+
+
+def evaluate_model(
+    engine: Engine,
+    task: Task,
+    problems: Sequence[Problem],
+    eval_cfg: EvalConfig,
+    *,
+    seed: int,
+    out_path: str | Path | None = None,
+    max_new_tokens: int | None = None,
+    stop_at_final_answer: bool = True,
+    progress: ProgressCallback | None = None,
+) -> EvalResult:
+    """Greedy accuracy and, when eval_cfg.maj_k > 0, maj@K and pass@K at eval_cfg.temperature.
+
+    The samples are written beside `out_path` (`<stem>.greedy.jsonl`, `<stem>.sampled.jsonl`),
+    so an interrupted evaluation resumes; the metrics with per-question details go to
+    `out_path` as JSON. Without `out_path` the samples go to a temporary folder.
+    """
+    import tempfile
+
+    from irpo.sampling import SamplingParams, sample_problems
+
+    new_tokens = max_new_tokens or eval_cfg.max_new_tokens or 512
+    settings = {
+        "engine": getattr(engine, "name", None),
+        "greedy": eval_cfg.greedy,
+        "k": eval_cfg.maj_k,
+        "temperature": eval_cfg.temperature,
+        "top_p": eval_cfg.top_p,
+        "max_new_tokens": new_tokens,
+        "seed": seed,
+        "stop_at_final_answer": stop_at_final_answer,
+    }
+    with tempfile.TemporaryDirectory(prefix="irpo-eval-") as tmp:
+        base = Path(out_path) if out_path is not None else Path(tmp) / "eval.json"
+        greedy = sampled = None
+        if eval_cfg.greedy:
+            path = base.with_name(base.stem + ".greedy.jsonl")
+            greedy_params = SamplingParams(
+                num_samples=1,
+                temperature=0.0,
+                max_new_tokens=new_tokens,
+                seed=seed,
+                stop_at_final_answer=stop_at_final_answer,
+            )
+            sample_problems(
+                engine, task, problems, greedy_params, path, progress=progress, stream="eval"
+            )
+            greedy = read_samples(path)
+        if eval_cfg.maj_k > 0:
+            path = base.with_name(base.stem + ".sampled.jsonl")
+            sampled_params = SamplingParams(
+                num_samples=eval_cfg.maj_k,
+                temperature=eval_cfg.temperature,
+                top_p=eval_cfg.top_p,
+                max_new_tokens=new_tokens,
+                seed=seed,
+                stop_at_final_answer=stop_at_final_answer,
+            )
+            sample_problems(
+                engine, task, problems, sampled_params, path, progress=progress, stream="eval"
+            )
+            sampled = read_samples(path)
+    result = evaluate_samples(problems, greedy, sampled, eval_cfg.maj_k, settings)
+    if out_path is not None:
+        write_json(out_path, result.to_dict())
+    log.info(
+        "eval: greedy %s, maj@%d %s, pass@%d %s, parse failures %s",
+        _pct(result.greedy_accuracy),
+        result.k,
+        _pct(result.maj_accuracy),
+        result.k,
+        _pct(result.pass_accuracy),
+        _pct(result.parse_failure_rate),
+    )
+    return result
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"

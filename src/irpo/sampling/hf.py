@@ -1,0 +1,361 @@
+"""The transformers engine: batched sampling on the model's own forward, on CPU or GPU.
+
+How it is fast (measured in bench/bench_sampling.py, docs/BENCHMARKS.md):
+- every prompt is computed once (a left-padded prefill over several prompts), and its keys and
+  values are copied into the slots of all its samples;
+- sequences of many questions decode together, up to `batch_size` at a time, in a preallocated
+  slot cache (`irpo.sampling.slots`): a step appends one column instead of concatenating;
+- a finished sequence leaves the batch at once and a waiting one takes its slot (continuous
+  batching), so short answers never wait for long ones;
+- grouped-query attention reads the cache in place, without repeating keys per head.
+
+Randomness: sample j of a request draws its t-th token with the t-th number of its own uniform
+stream (`irpo.sampling.draw`), so its text depends on its seed alone, not on the batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from irpo.models import encode_prompt, eos_token_ids
+from irpo.records import FinishReason
+from irpo.sampling.draw import draw_tokens, uniform_stream
+from irpo.sampling.engine import (
+    Completion,
+    DecodeParams,
+    Progress,
+    ProgressCallback,
+    PromptRequest,
+)
+from irpo.sampling.slots import (
+    PrefillCache,
+    SlotCache,
+    check_supported,
+    slot_attention_enabled,
+)
+from irpo.sampling.stopping import final_answer_end, newline_token_ids
+
+log = logging.getLogger(__name__)
+
+
+class TransformersEngine:
+    """Samples from a loaded `transformers` causal LM (see the module docstring)."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        chat_template: str = "auto",
+        batch_size: int = 64,
+        prefill_tokens: int = 8192,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.chat_template = chat_template
+        self.batch_size = batch_size
+        self.prefill_tokens = prefill_tokens
+        self.eos_ids = eos_token_ids(tokenizer, getattr(model, "generation_config", None))
+        self._newline_ids: frozenset[int] | None = None
+        params = inspect.signature(model.forward).parameters
+        # transformers 5 renamed `past_key_values` to `cache`.
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = next(self.model.parameters()).device
+        return device
+
+    @property
+    def newline_ids(self) -> frozenset[int]:
+        if self._newline_ids is None:
+            self._newline_ids = newline_token_ids(self.tokenizer)
+        return self._newline_ids
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt, self.chat_template)[1]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
+
+    def generate(
+        self,
+        requests: Sequence[PromptRequest],
+        params: DecodeParams,
+        progress: Progress | None = None,
+        on_step: ProgressCallback | None = None,
+    ) -> Iterator[tuple[PromptRequest, list[Completion]]]:
+        if not requests:
+            return
+        max_prompt = max(len(r.prompt_ids) for r in requests)
+        check_supported(self.model.config, max_prompt + params.max_new_tokens)
+        decoder = _Decoder(self, list(requests), params, progress, on_step)
+        with slot_attention_enabled(self.model):
+            yield from decoder.run()
+
+    def forward(self, cache: Any, **inputs: Any) -> torch.Tensor:
+        """Logits of the last position, (B, V), with `cache` collecting keys and values."""
+        with torch.inference_mode():
+            out = self.model(**inputs, **{self._cache_arg: cache}, use_cache=True)
+        logits: torch.Tensor = out.logits[:, -1]
+        return logits
+
+
+@dataclass
+class _Row:
+    """A running sequence: sample `index` of request `req`, occupying one slot of the cache."""
+
+    req: int
+    index: int
+    prompt_len: int
+    start: int
+    """Cache column of its first prompt token."""
+    uniforms: list[float]
+    """Its random stream: the t-th token is drawn with uniforms[t] (empty when greedy)."""
+    tokens: list[int] = field(default_factory=list)
+
+
+class _Decoder:
+    """The state of one `generate` call: waiting samples, running rows, finished requests.
+
+    `rows[i]` runs in slot i of the cache; requests' results are handed out in request order.
+    """
+
+    def __init__(
+        self,
+        engine: TransformersEngine,
+        requests: list[PromptRequest],
+        params: DecodeParams,
+        progress: Progress | None,
+        on_step: ProgressCallback | None,
+    ) -> None:
+        self.engine = engine
+        self.requests = requests
+        self.params = params
+        self.progress = progress or Progress(questions_total=len(requests))
+        self.on_step = on_step
+        self.device = engine.device
+        self.dtype = engine.model.dtype
+        self.max_prompt = max(len(r.prompt_ids) for r in requests)
+        span = self.max_prompt + params.max_new_tokens
+        # Slack beyond the longest sequence: the cache is compacted every `slack` steps or less.
+        self.cache = SlotCache(engine.batch_size, span + max(32, span // 4))
+        self.cache.cur = self.max_prompt
+        # waiting samples, in order: (request, sample index)
+        self.queue = [(r, j) for r, req in enumerate(requests) for j in range(req.num_samples)]
+        self.queued = 0
+        # prompts computed but not yet copied to all their samples' slots: layers, last logits
+        self.prompts: dict[int, tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = {}
+        self.to_admit = [req.num_samples for req in requests]
+        self.results: list[list[Completion | None]] = [[None] * r.num_samples for r in requests]
+        self.missing = [req.num_samples for req in requests]
+        self.next_out = 0
+        self.rows: list[_Row] = []
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> Iterator[tuple[PromptRequest, list[Completion]]]:
+        slots = self.cache.num_slots
+        while self.queued < len(self.queue) or self.rows:
+            free = slots - len(self.rows)
+            # Refill once an eighth of the slots is free: one prefill serves several sequences.
+            if self.queued < len(self.queue) and (not self.rows or free >= max(1, slots // 8)):
+                self._admit(free)
+            if self.rows:
+                self._step()
+            if self.on_step is not None:
+                self.on_step(self.progress)
+            yield from self._finished_in_order()
+
+    def _finished_in_order(self) -> Iterator[tuple[PromptRequest, list[Completion]]]:
+        while self.next_out < len(self.requests) and self.missing[self.next_out] == 0:
+            done = [c for c in self.results[self.next_out] if c is not None]
+            self.results[self.next_out] = []
+            yield self.requests[self.next_out], done
+            self.next_out += 1
+
+    # ------------------------------------------------------------------ admission
+
+    def _admit(self, free: int) -> None:
+        """Move up to `free` waiting samples into slots, prefilling prompts not yet computed."""
+        if not self.rows:
+            self.cache.cur = self.max_prompt  # nothing running: restart at the left edge
+        batch = self.queue[self.queued : self.queued + free]
+        self.queued += len(batch)
+        self._prefill(list(dict.fromkeys(r for r, _ in batch if r not in self.prompts)))
+        first_row = len(self.rows)
+        logits = []
+        for r, j in batch:
+            req = self.requests[r]
+            layers, last_logits = self.prompts[r]
+            if not self.cache.allocated:
+                self.cache.allocate(layers)
+                log.info(
+                    "slot cache: %d slots x %d columns, %.0f MiB",
+                    self.cache.num_slots,
+                    self.cache.capacity,
+                    self.cache.nbytes() / 2**20,
+                )
+            self.cache.write_prompt(len(self.rows), 1, layers)
+            p = len(req.prompt_ids)
+            seed = req.sample_seeds[j]
+            stream = (
+                uniform_stream(seed, self.params.max_new_tokens).tolist()
+                if self.params.temperature
+                else []
+            )
+            self.rows.append(_Row(r, j, p, self.cache.cur - p, stream))
+            logits.append(last_logits)
+            self.to_admit[r] -= 1
+            if self.to_admit[r] == 0:
+                del self.prompts[r]  # every sample holds its own copy now
+        self._extend(torch.stack(logits), first_row)
+
+    def _prefill(self, reqs: list[int]) -> None:
+        """Compute the keys/values and next-token logits of each prompt, several per forward."""
+        chunk: list[int] = []
+        for r in sorted(reqs, key=lambda r: len(self.requests[r].prompt_ids)):
+            longest = len(self.requests[r].prompt_ids)  # sorted: the last added is the longest
+            if chunk and (len(chunk) + 1) * longest > self.engine.prefill_tokens:
+                self._prefill_chunk(chunk)
+                chunk = []
+            chunk.append(r)
+        if chunk:
+            self._prefill_chunk(chunk)
+
+    def _prefill_chunk(self, reqs: list[int]) -> None:
+        """One left-padded forward over the prompts of `reqs`."""
+        prompts = [self.requests[r].prompt_ids for r in reqs]
+        width = max(len(p) for p in prompts)
+        pad = self.engine.tokenizer.pad_token_id or 0
+        dev = self.device
+        ids = torch.tensor([(pad,) * (width - len(p)) + p for p in prompts], device=dev)
+        valid = torch.tensor(
+            [[False] * (width - len(p)) + [True] * len(p) for p in prompts], device=dev
+        )
+        positions = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
+        # Padding queries may see themselves, so no softmax row is empty (an empty row is NaN,
+        # and NaN keys would poison real rows even with zero weight).
+        allowed = (causal & valid[:, None, :]) | torch.eye(width, dtype=torch.bool, device=dev)
+        cache = PrefillCache()
+        logits = self.engine.forward(
+            cache,
+            input_ids=ids,
+            attention_mask=_additive(allowed[:, None], self.dtype),
+            position_ids=positions,
+            logits_to_keep=1,
+        )
+        layers = cache.layers()
+        for i, r in enumerate(reqs):
+            p = len(prompts[i])
+            self.prompts[r] = (
+                [(k[i : i + 1, :, width - p :], v[i : i + 1, :, width - p :]) for k, v in layers],
+                logits[i],
+            )
+
+    # ------------------------------------------------------------------ decoding
+
+    def _step(self) -> None:
+        """Feed every running row its last token; draw and append the next one."""
+        cache = self.cache
+        if cache.cur >= cache.capacity:
+            self._compact()
+        rows = self.rows
+        cache.n = len(rows)
+        cache.lo = min(row.start for row in rows)
+        dev = self.device
+        starts = torch.tensor([row.start for row in rows], device=dev)
+        columns = torch.arange(cache.lo, cache.cur + 1, device=dev)
+        allowed = (columns[None, :] >= starts[:, None])[:, None, None, :]
+        ids = torch.tensor([[row.tokens[-1]] for row in rows], device=dev)
+        positions = torch.tensor(
+            [[row.prompt_len + len(row.tokens) - 1] for row in rows], device=dev
+        )
+        logits = self.engine.forward(
+            cache,
+            input_ids=ids,
+            attention_mask=_additive(allowed, self.dtype),
+            position_ids=positions,
+        )
+        cache.cur += 1
+        self._extend(logits, 0)
+
+    def _extend(self, logits: torch.Tensor, first_row: int) -> None:
+        """Append one drawn token to rows first_row.. (logits: (rows, V)); retire finished rows."""
+        rows = self.rows[first_row:]
+        params = self.params
+        eos = self.engine.eos_ids
+        if params.min_new_tokens and eos:
+            short = [i for i, row in enumerate(rows) if len(row.tokens) < params.min_new_tokens]
+            if short:
+                logits = logits.clone()
+                logits[torch.tensor(short)[:, None], torch.tensor(sorted(eos))] = -float("inf")
+        uniforms = torch.tensor(
+            [row.uniforms[len(row.tokens)] if row.uniforms else 0.0 for row in rows],
+            dtype=torch.float64,
+        )
+        drawn = draw_tokens(logits, uniforms, params.temperature, params.top_p).tolist()
+        finished = []
+        for i, (row, tok) in enumerate(zip(rows, drawn, strict=True)):
+            row.tokens.append(tok)
+            reason = self._finish_reason(row.tokens)
+            if reason is not None:
+                finished.append((first_row + i, reason))
+        self.progress.tokens += len(drawn)
+        for i, reason in sorted(finished, reverse=True):
+            self._retire(i, reason)
+
+    def _finish_reason(self, tokens: list[int]) -> FinishReason | None:
+        params = self.params
+        if len(tokens) >= params.min_new_tokens:
+            if tokens[-1] in self.engine.eos_ids:
+                return "eos"
+            if (
+                params.stop_at_final_answer
+                and tokens[-1] in self.engine.newline_ids
+                and final_answer_end(self.engine.decode(tokens)) is not None
+            ):
+                return "stop"
+        if len(tokens) >= params.max_new_tokens:
+            return "length"
+        return None
+
+    def _retire(self, i: int, reason: FinishReason) -> None:
+        """Record row i's completion and move the last running row into its slot."""
+        row = self.rows[i]
+        text_ids = row.tokens[:-1] if reason == "eos" else row.tokens
+        text = self.engine.decode(text_ids)
+        self.results[row.req][row.index] = Completion(row.index, row.tokens, text, reason)
+        self.missing[row.req] -= 1
+        self.progress.sequences_done += 1
+        if self.missing[row.req] == 0:
+            self.progress.questions_done += 1
+        last = len(self.rows) - 1
+        if i != last:
+            self.cache.move(last, i, min(r.start for r in self.rows))
+            self.rows[i] = self.rows[last]
+        self.rows.pop()
+
+    def _compact(self) -> None:
+        """Shift all running rows left so the next column fits (keeping room for any prompt)."""
+        lo = min(row.start for row in self.rows)
+        shift = min(lo, self.cache.cur - self.max_prompt)
+        self.cache.n = len(self.rows)
+        self.cache.shift_left(shift, lo)
+        for row in self.rows:
+            row.start -= shift
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean mask -> additive mask in the model dtype (0 where allowed, very negative elsewhere)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)

@@ -1,0 +1,134 @@
+"""The vLLM engine (`pip install 'irpo[vllm]'`, GPU): same requests, same records.
+
+Written against vLLM's documented offline API: `LLM(...)`, `LLM.generate(prompts,
+sampling_params)` with `TokensPrompt(prompt_token_ids=...)` inputs and one `SamplingParams`
+per prompt, and `RequestOutput.outputs[0].token_ids / finish_reason / stop_reason`.
+
+- Each sample is its own request with n=1 and its own seed (the sequence seed of
+  `irpo.sampling.seeding`), so its randomness does not depend on the batch; vLLM's prefix
+  caching computes a prompt shared by the N samples once.
+- EOS: the tokenizer's and the generation config's EOS ids are passed as stop token ids;
+  vLLM keeps the stop token in `token_ids`, which is what irpo records.
+- The final-answer stop needs the answer's text, which a fixed stop string cannot express, so
+  the completion is cut after generation by the same rule as the transformers engine
+  (`irpo.sampling.stopping`); the records are the same, vLLM just generates a little further.
+- vLLM samples with its own random numbers: greedy outputs agree with the transformers engine
+  (up to kernel rounding), sampled ones follow the same distribution but not the same draws.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from irpo.errors import IrpoError
+from irpo.models import encode_prompt, eos_token_ids, load_generation_config, load_tokenizer
+from irpo.records import FinishReason
+from irpo.sampling.engine import Completion, DecodeParams, Progress, ProgressCallback, PromptRequest
+from irpo.sampling.stopping import cut_at_final_answer, newline_token_ids
+
+log = logging.getLogger(__name__)
+
+
+class VllmEngine:
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "auto",
+        chat_template: str = "auto",
+        trust_remote_code: bool = False,
+        chunk_questions: int = 512,
+        **llm_kwargs: Any,
+    ) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise IrpoError(
+                "sampling.engine=vllm needs vLLM on a GPU machine: pip install 'irpo[vllm]'"
+            ) from None
+        self.tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
+        self.chat_template = chat_template
+        self.chunk_questions = chunk_questions
+        self.llm = LLM(
+            model=model_path,
+            tokenizer=model_path,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            **llm_kwargs,
+        )
+        self.eos_ids = eos_token_ids(self.tokenizer, load_generation_config(model_path))
+        self._newline_ids: frozenset[int] | None = None
+
+    @property
+    def newline_ids(self) -> frozenset[int]:
+        if self._newline_ids is None:
+            self._newline_ids = newline_token_ids(self.tokenizer)
+        return self._newline_ids
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt, self.chat_template)[1]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
+
+    def generate(
+        self,
+        requests: Sequence[PromptRequest],
+        params: DecodeParams,
+        progress: Progress | None = None,
+        on_step: ProgressCallback | None = None,
+    ) -> Iterator[tuple[PromptRequest, list[Completion]]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        progress = progress or Progress(questions_total=len(requests))
+        # Chunks of questions, so that finished questions reach the caller (and disk) regularly.
+        for start in range(0, len(requests), self.chunk_questions):
+            chunk = requests[start : start + self.chunk_questions]
+            prompts = []
+            sampling = []
+            for req in chunk:
+                for seed in req.sample_seeds:
+                    prompts.append(TokensPrompt(prompt_token_ids=list(req.prompt_ids)))
+                    sampling.append(
+                        SamplingParams(
+                            n=1,
+                            temperature=params.temperature,
+                            top_p=params.top_p,
+                            max_tokens=params.max_new_tokens,
+                            min_tokens=params.min_new_tokens,
+                            seed=seed if params.temperature > 0 else None,
+                            stop_token_ids=sorted(self.eos_ids),
+                            skip_special_tokens=False,
+                        )
+                    )
+            outputs = iter(self.llm.generate(prompts, sampling, use_tqdm=False))
+            for req in chunk:
+                completions = []
+                for j in range(req.num_samples):
+                    out = next(outputs).outputs[0]
+                    completions.append(self._completion(j, out, params))
+                    progress.tokens += len(out.token_ids)
+                    progress.sequences_done += 1
+                progress.questions_done += 1
+                yield req, completions
+            if on_step is not None:
+                on_step(progress)
+
+    def _completion(self, index: int, out: Any, params: DecodeParams) -> Completion:
+        ids = [int(t) for t in out.token_ids]
+        reason: FinishReason = "length" if out.finish_reason == "length" else "eos"
+        if reason == "eos" and (not ids or ids[-1] not in self.eos_ids):
+            # Stopped on a stop token that vLLM left out of token_ids: put it back.
+            stop = out.stop_reason if isinstance(out.stop_reason, int) else min(self.eos_ids)
+            ids.append(stop)
+        if params.stop_at_final_answer:
+            cut = cut_at_final_answer(ids, self.decode, self.newline_ids, params.min_new_tokens)
+            if cut is not None and (cut < len(ids) or reason == "length"):
+                ids, reason = ids[:cut], "stop"
+        text_ids = ids[:-1] if reason == "eos" else ids
+        return Completion(index, ids, self.decode(text_ids), reason)
