@@ -60,7 +60,8 @@ def test_final_answer_span(text: str, span: str | None) -> None:
         ("\\fbox{7} wait \\boxed{8}", "8"),
         ("\\boxed{8} then \\fbox{x^{2}}", "x^{2}"),
         ("\\boxed 5", "5"),
-        ("\\boxed{3} and then \\boxed{unclosed", "3"),
+        ("\\boxed{3} and then \\boxed{unclosed", None),  # clipped: not the earlier box
+        ("\\boxed{3}; wrap it in \\boxed, then", "3"),  # prose mention is passed over
         ("\\boxed{", None),
         ("no box", None),
     ],

@@ -10,7 +10,7 @@ labels a wrong one as a *winner*, so the rules are explicit and conservative:
 2. Inside that span, markdown emphasis, a surrounding `$...$` / `\\(...\\)` / `\\[...\\]` and a
    `\\boxed{...}` / `\\fbox{...}` wrapper are removed (`final_answer_span`).
 3. Fall-backs, used only when no "Final answer" marker exists at all: the last `\\boxed{...}`
-   in the text; then, for number answers only, the last "the answer is X".
+   in the text; then (not for math answers) the last "the answer is X".
    A marker followed by nothing usable (a clipped generation) is unparsed: no fall-back, since
    an earlier boxed value would then be a guess.
 
@@ -68,24 +68,27 @@ def _first_content(rest: str) -> str:
 def last_boxed(text: str) -> str | None:
     r"""Content of the last `\boxed{...}` or `\fbox{...}` in `text`, braces matched; else None.
 
-    `\boxed 5` (no braces, a TeX idiom) gives "5". An unclosed brace gives None.
+    `\boxed 5` (no braces, a TeX idiom) gives "5". A last box whose brace never closes (a
+    clipped generation) gives None rather than an earlier box; a `\boxed` not followed by an
+    argument (prose such as "wrap it in \boxed,") is passed over.
     """
-    best = -1
-    for command in _BOX_COMMANDS:
-        best = max(best, text.rfind(command))
+    best = max(text.rfind(command) for command in _BOX_COMMANDS)
     while best >= 0:
         content = _box_content(text, best)
+        if content is _CLIPPED:
+            return None
         if content is not None:
             return content
-        # an unclosed or malformed box: look for an earlier, complete one
-        previous = -1
-        for command in _BOX_COMMANDS:
-            previous = max(previous, text.rfind(command, 0, best))
-        best = previous
+        best = max(text.rfind(command, 0, best) for command in _BOX_COMMANDS)
     return None
 
 
+_CLIPPED = "\x00clipped"
+"""`_box_content`'s marker for a box whose opening brace is never closed."""
+
+
 def _box_content(text: str, start: int) -> str | None:
+    """The argument of the box command at `start`; None if it has none, `_CLIPPED` if unclosed."""
     i = start + len("\\boxed") if text.startswith("\\boxed", start) else start + len("\\fbox")
     if text.startswith(" ", i) and i + 1 < len(text) and text[i + 1] not in "{ ":
         end = i + 1
@@ -104,7 +107,7 @@ def _box_content(text: str, start: int) -> str | None:
             depth -= 1
             if depth == 0:
                 return text[i + 1 : j]
-    return None
+    return _CLIPPED
 
 
 def unwrap_answer(span: str) -> str:

@@ -198,6 +198,7 @@ def _parquet_rows(path: Path) -> Iterator[Row]:
 
 def _hub_rows(source: str, split: str) -> Iterator[Row]:
     name, _, config = source.partition(":")
+    split = "validation" if split in ("dev", "val", "valid") else split  # the Hub's name for it
     try:
         import datasets
 
