@@ -15,7 +15,7 @@ from irpo.cli.data import TaskOption, parse_task_options
 if TYPE_CHECKING:
     from irpo.config import RunConfig
     from irpo.records import Problem
-    from irpo.sampling import Progress
+    from irpo.sampling import Progress, Shard
     from irpo.tasks.base import Task
 
 ModelArg = Annotated[str, typer.Argument(help="Hugging Face id, local folder or smollm2-135m.")]
@@ -81,13 +81,10 @@ def _progress_bar(desc: str) -> Iterator[Callable[[Progress], None]]:
             bar.close()
 
 
-def _samples_file(out: Path, shard: str | None) -> Path:
+def _samples_file(out: Path, shard: Shard | None) -> Path:
     if shard is None:
         return out / "samples.jsonl"
-    from irpo.sampling import Shard
-
-    s = Shard.parse(shard)
-    return out / f"samples.shard-{s.index}-of-{s.count}.jsonl"
+    return out / f"samples.shard-{shard.index}-of-{shard.count}.jsonl"
 
 
 @app.command()
@@ -118,6 +115,7 @@ def sample(
     """
     from irpo.sampling import SamplingParams, Shard, make_engine, sample_problems
 
+    the_shard = Shard.parse(shard) if shard else None  # before any slow loading
     cfg, the_task = _setup(config, overrides, task, options)
     problems = _problems(
         cfg,
@@ -137,7 +135,7 @@ def sample(
         stop_at_final_answer=cfg.sampling.stop_at_final_answer,
     )
     engine = make_engine(cfg.model, cfg.sampling, model_path=model)
-    path = _samples_file(out, shard)
+    path = _samples_file(out, the_shard)
     with _progress_bar("sampling") as bar:
         stats = sample_problems(
             engine,
@@ -145,7 +143,7 @@ def sample(
             problems,
             params,
             path,
-            shard=Shard.parse(shard) if shard else None,
+            shard=the_shard,
             progress=bar,
         )
     _echo_sample_summary(stats.summary(), path)

@@ -97,13 +97,15 @@ class TransformersEngine:
             return
         max_prompt = max(len(r.prompt_ids) for r in requests)
         check_supported(self.model.config, max_prompt + params.max_new_tokens)
-        decoder = _Decoder(self, list(requests), params, progress, on_step)
-        with slot_attention_enabled(self.model):
-            yield from decoder.run()
+        yield from _Decoder(self, list(requests), params, progress, on_step).run()
 
     def forward(self, cache: Any, **inputs: Any) -> torch.Tensor:
-        """Logits of the last position, (B, V), with `cache` collecting keys and values."""
-        with torch.inference_mode():
+        """Logits of the last position, (B, V), with `cache` collecting keys and values.
+
+        The slot attention is switched on for this call only: between two steps (while the
+        caller holds a yielded result) the model is the caller's model, unchanged.
+        """
+        with torch.inference_mode(), slot_attention_enabled(self.model):
             out = self.model(**inputs, **{self._cache_arg: cache}, use_cache=True)
         logits: torch.Tensor = out.logits[:, -1]
         return logits

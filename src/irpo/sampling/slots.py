@@ -164,7 +164,13 @@ def slot_attention(
         out = torch.matmul(scores.softmax(dim=-1), value)  # (B, kv_heads, group, dv)
         return out.reshape(batch, 1, heads, value.shape[-1]), None
     out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, scale=scale, enable_gqa=kv_heads != heads
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        scale=scale,
+        is_causal=attention_mask is None,
+        enable_gqa=kv_heads != heads,
     )
     return out.transpose(1, 2).contiguous(), None
 

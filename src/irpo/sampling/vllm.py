@@ -19,7 +19,7 @@ per prompt, and `RequestOutput.outputs[0].token_ids / finish_reason / stop_reaso
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from irpo.errors import IrpoError
@@ -120,15 +120,42 @@ class VllmEngine:
                 on_step(progress)
 
     def _completion(self, index: int, out: Any, params: DecodeParams) -> Completion:
-        ids = [int(t) for t in out.token_ids]
-        reason: FinishReason = "length" if out.finish_reason == "length" else "eos"
-        if reason == "eos" and (not ids or ids[-1] not in self.eos_ids):
-            # Stopped on a stop token that vLLM left out of token_ids: put it back.
-            stop = out.stop_reason if isinstance(out.stop_reason, int) else min(self.eos_ids)
-            ids.append(stop)
-        if params.stop_at_final_answer:
-            cut = cut_at_final_answer(ids, self.decode, self.newline_ids, params.min_new_tokens)
-            if cut is not None and (cut < len(ids) or reason == "length"):
-                ids, reason = ids[:cut], "stop"
-        text_ids = ids[:-1] if reason == "eos" else ids
-        return Completion(index, ids, self.decode(text_ids), reason)
+        return to_completion(
+            index,
+            out.token_ids,
+            out.finish_reason,
+            out.stop_reason,
+            params,
+            eos_ids=self.eos_ids,
+            newline_ids=self.newline_ids,
+            decode=self.decode,
+        )
+
+
+def to_completion(
+    index: int,
+    token_ids: Sequence[int],
+    finish_reason: str | None,
+    stop_reason: int | str | None,
+    params: DecodeParams,
+    *,
+    eos_ids: frozenset[int],
+    newline_ids: frozenset[int],
+    decode: Callable[[Sequence[int]], str],
+) -> Completion:
+    """A vLLM `CompletionOutput`'s fields as irpo's record (pure, so it is tested without vLLM).
+
+    finish_reason "length" stays "length"; "stop" (an EOS / stop token) becomes "eos", with that
+    token kept in the ids; then the final-answer cut applies as in the transformers engine.
+    """
+    ids = [int(t) for t in token_ids]
+    reason: FinishReason = "length" if finish_reason == "length" else "eos"
+    if reason == "eos" and eos_ids and (not ids or ids[-1] not in eos_ids):
+        # Stopped on a stop token that vLLM left out of token_ids: put it back.
+        ids.append(stop_reason if isinstance(stop_reason, int) else min(eos_ids))
+    if params.stop_at_final_answer:
+        cut = cut_at_final_answer(ids, decode, newline_ids, params.min_new_tokens)
+        if cut is not None and (cut < len(ids) or reason == "length"):
+            ids, reason = ids[:cut], "stop"
+    text_ids = ids[:-1] if reason == "eos" else ids
+    return Completion(index, ids, decode(text_ids), reason)

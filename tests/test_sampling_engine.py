@@ -1,0 +1,217 @@
+"""The transformers engine: exact greedy decoding, per-sequence random streams that do not depend
+on the batch, and where completions end (EOS, the final-answer line, the token budget)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from irpo.models import build_char_tokenizer, load_model, load_tokenizer
+from irpo.sampling.draw import draw_tokens, uniform_stream
+from irpo.sampling.engine import Completion, DecodeParams, PromptRequest
+from irpo.sampling.hf import TransformersEngine
+from irpo.sampling.slots import SlotCache
+
+PROMPTS = [
+    "Start with 5. Add 3.",
+    "What is 2+2?",
+    "Q: a longer prompt, with more characters in it.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
+    return load_model(str(tiny_model_dir), device="cpu"), load_tokenizer(str(tiny_model_dir))
+
+
+def _requests(engine: TransformersEngine, n: int, seed: int = 0) -> list[PromptRequest]:
+    return [
+        PromptRequest(
+            key=f"q{i}",
+            prompt_ids=tuple(engine.encode_prompt(p)),
+            sample_seeds=tuple(1000 * seed + 10 * i + j for j in range(n)),
+        )
+        for i, p in enumerate(PROMPTS)
+    ]
+
+
+def _run(engine: TransformersEngine, requests: list[PromptRequest], params: DecodeParams):
+    return [(req.key, comps) for req, comps in engine.generate(requests, params)]
+
+
+def test_greedy_equals_generate(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    params = DecodeParams(temperature=0.0, top_p=1.0, max_new_tokens=24, stop_at_final_answer=False)
+    for batch_size in (1, 64):
+        engine = TransformersEngine(model, tok, batch_size=batch_size)
+        out = _run(engine, _requests(engine, 2), params)
+        assert [key for key, _ in out] == ["q0", "q1", "q2"]  # request order
+        for (_, comps), prompt in zip(out, PROMPTS, strict=True):
+            ids = torch.tensor([engine.encode_prompt(prompt)])
+            ref = model.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=24
+            )[0, ids.shape[1] :].tolist()
+            assert [c.index for c in comps] == [0, 1]
+            for c in comps:
+                assert c.token_ids == ref
+                ended_on_eos = ref[-1] == tok.eos_token_id
+                assert c.finish_reason == ("eos" if ended_on_eos else "length")
+                assert c.text == tok.decode(ref[:-1] if ended_on_eos else ref)
+
+
+def test_samples_do_not_depend_on_batch_size(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch 3 runs rows of different questions side by side, refills freed slots and compacts
+    the cache; the samples must equal those decoded one at a time."""
+    model, tok = tiny
+    compactions = []
+    shift_left = SlotCache.shift_left
+    monkeypatch.setattr(
+        SlotCache, "shift_left", lambda self, *a: (compactions.append(a), shift_left(self, *a))
+    )
+    params = DecodeParams(temperature=1.0, top_p=1.0, max_new_tokens=60, stop_at_final_answer=False)
+    runs = {}
+    for batch_size in (1, 3, 64):
+        engine = TransformersEngine(model, tok, batch_size=batch_size)
+        runs[batch_size] = _run(engine, _requests(engine, 4), params)
+    assert runs[1] == runs[3] == runs[64]
+    assert compactions  # the batch-3 run shifted its cache at least once
+    lengths = {len(c.token_ids) for _, comps in runs[1] for c in comps}
+    assert len(lengths) > 1  # sequences of different lengths shared the batch
+
+
+def test_same_seeds_same_samples_other_seeds_others(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    engine = TransformersEngine(model, tok, batch_size=8)
+    params = DecodeParams(temperature=1.0, top_p=0.9, max_new_tokens=16, stop_at_final_answer=False)
+    a = _run(engine, _requests(engine, 3, seed=0), params)
+    assert a == _run(engine, _requests(engine, 3, seed=0), params)
+    b = _run(engine, _requests(engine, 3, seed=1), params)
+    assert [c.token_ids for _, cs in a for c in cs] != [c.token_ids for _, cs in b for c in cs]
+    # samples of one question differ from each other (their seeds differ)
+    assert len({tuple(c.token_ids) for c in a[0][1]}) == 3
+
+
+def test_each_token_is_drawn_from_its_own_uniform(tiny: tuple[Any, Any]) -> None:
+    """Replay: a plain forward over prompt + completion gives every step's logits; drawing with
+    the sample's t-th uniform must give its t-th token (checks the slot cache and the draw)."""
+    model, tok = tiny
+    engine = TransformersEngine(model, tok, batch_size=5)
+    params = DecodeParams(
+        temperature=0.7, top_p=0.95, max_new_tokens=30, stop_at_final_answer=False
+    )
+    requests = _requests(engine, 2)
+    checked = 0
+    for req, comps in engine.generate(requests, params):
+        for c in comps:
+            ids = torch.tensor([list(req.prompt_ids) + c.token_ids])
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(req.prompt_ids) - 1 : -1]
+            u = uniform_stream(req.sample_seeds[c.index], params.max_new_tokens)[: len(c.token_ids)]
+            assert draw_tokens(logits, u, 0.7, 0.95).tolist() == c.token_ids
+            checked += len(c.token_ids)
+    assert checked > 50
+
+
+# --------------------------------------------------------------------------- where completions end
+
+
+class ScriptedLM(torch.nn.Module):
+    """Writes `script` after any prompt of `prompt_len` tokens: the logits at position p put all
+    mass on script[p + 1 - prompt_len]. Its keys/values go through the engine's cache like a
+    real model's; it lets the stop rules be tested on exact, known text."""
+
+    def __init__(self, script: list[int], prompt_len: int, vocab: int, eos: Any) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.script = script
+        self.prompt_len = prompt_len
+        self.vocab = vocab
+        self.config = SimpleNamespace(_attn_implementation="sdpa", model_type="scripted")
+        self.generation_config = SimpleNamespace(eos_token_id=eos)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def set_attn_implementation(self, name: str) -> None:
+        self.config._attn_implementation = name
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any = None,
+        use_cache: bool = True,
+        logits_to_keep: int = 0,
+    ) -> SimpleNamespace:
+        batch, q = input_ids.shape
+        kv = torch.zeros(batch, 1, q, 2)
+        cache.update(kv, kv, 0)
+        step = (position_ids[:, -1] + 1 - self.prompt_len).clamp(max=len(self.script) - 1)
+        logits = torch.full((batch, 1, self.vocab), -1e9)
+        logits[torch.arange(batch), 0, torch.tensor(self.script)[step]] = 0.0
+        return SimpleNamespace(logits=logits)
+
+
+def _scripted(script: str, eos: Any = None, stop: bool = True, max_new: int = 64, min_new: int = 0):
+    tok = build_char_tokenizer()
+    ids = [tok.eos_token_id if ch == "$" else tok.convert_tokens_to_ids(ch) for ch in script]
+    prompt = "Question: 1+1?"
+    prompt_ids = tok(prompt)["input_ids"]
+    model = ScriptedLM(ids, len(prompt_ids), len(tok), tok.eos_token_id if eos is None else eos)
+    engine = TransformersEngine(model, tok, batch_size=4)
+    params = DecodeParams(0.0, 1.0, max_new, stop_at_final_answer=stop, min_new_tokens=min_new)
+    request = PromptRequest("q", tuple(prompt_ids), (1, 2))
+    [(_, comps)] = list(engine.generate([request], params))
+    assert comps[1] == Completion(1, *list(vars(comps[0]).values())[1:])
+    return comps[0], tok
+
+
+def _ids(tok: Any, text: str) -> list[int]:
+    return [tok.convert_tokens_to_ids(ch) for ch in text]
+
+
+def test_stop_right_after_the_final_answer_line() -> None:
+    c, tok = _scripted("1+1=2\nFinal answer: 2\nQuestion: 2+2?$")
+    assert c == Completion(
+        0, _ids(tok, "1+1=2\nFinal answer: 2\n"), "1+1=2\nFinal answer: 2\n", "stop"
+    )
+
+
+def test_without_the_stop_generation_runs_to_eos() -> None:
+    c, tok = _scripted("1+1=2\nFinal answer: 2\nQ$", stop=False)
+    text = "1+1=2\nFinal answer: 2\nQ"
+    assert c == Completion(0, [*_ids(tok, text), tok.eos_token_id], text, "eos")
+
+
+def test_eos_before_any_answer_and_token_budget() -> None:
+    c, tok = _scripted("1+1=2$more")
+    assert c == Completion(0, [*_ids(tok, "1+1=2"), tok.eos_token_id], "1+1=2", "eos")
+    c, tok = _scripted("1+1=2\nFinal answer: 2\n", max_new=5)
+    assert c == Completion(0, _ids(tok, "1+1=2"), "1+1=2", "length")
+    # the answer line ends exactly at the budget: the stop takes precedence
+    c, tok = _scripted("Final answer: 2\nmore", max_new=16)
+    assert c.finish_reason == "stop"
+    assert len(c.token_ids) == 16
+
+
+def test_eos_ids_of_the_generation_config() -> None:
+    tok = build_char_tokenizer()
+    bang = tok.convert_tokens_to_ids("!")
+    c, _ = _scripted("Hi!there$", eos=[tok.eos_token_id, bang])
+    assert c == Completion(0, [*_ids(tok, "Hi"), bang], "Hi", "eos")
+
+
+def test_min_new_tokens_masks_eos() -> None:
+    """EOS is masked before 6 tokens: at the EOS step every other logit is -1e9, so greedy picks
+    id 0; the script then goes on by position."""
+    c, tok = _scripted("ab$cdefg", max_new=6, min_new=6)
+    assert c.token_ids == [*_ids(tok, "ab"), 0, *_ids(tok, "cde")]
+    assert c.finish_reason == "length"
