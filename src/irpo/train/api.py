@@ -118,7 +118,8 @@ def _with_references(
     if tdir.reference.exists():  # computed by an interrupted run of this same training
         scores = {int(r["index"]): (r["chosen"], r["rejected"]) for r in read_jsonl(tdir.reference)}
     else:
-        log.info("reference log-probs of %d pairs under the starting model", len(missing))
+        if accelerator.is_main_process:
+            log.info("reference log-probs of %d pairs under the starting model", len(missing))
         rank, world = accelerator.process_index, accelerator.num_processes
         share = missing[rank::world]
         per_process = math.ceil(len(missing) / world)

@@ -137,7 +137,7 @@ def fit(
     scorer = SequenceScorer(model, response_only=cfg.response_only_logits)
     optimizer = make_optimizer(scorer, cfg)
     scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
-    _configure_deepspeed(accelerator, cfg)
+    _configure_deepspeed(accelerator, cfg, plan)
     scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
     examples = list(job.prepare(accelerator, scorer, tdir)) if job.prepare else list(job.examples)
 
@@ -196,7 +196,9 @@ class _Loop:
     def run(
         self, start_step: int, log_fn: LogFn | None, progress: ProgressFactory | None
     ) -> dict[str, float]:
-        update = progress(f"train ({self.job.kind})", self.plan.total_steps) if progress else None
+        update = None
+        if progress is not None and self.acc.is_main_process:
+            update = progress(f"train ({self.job.kind})", self.plan.total_steps)
         if update and start_step:
             update(start_step)
         self.last_saved = start_step
@@ -378,14 +380,20 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     )
 
 
-def _configure_deepspeed(accelerator: Any, cfg: TrainConfig) -> None:
-    """Fill what DeepSpeed would read from a DataLoader this loop does not use."""
+def _configure_deepspeed(accelerator: Any, cfg: TrainConfig, plan: BatchPlan) -> None:
+    """Give DeepSpeed the batch arithmetic of the plan (it would read it from a DataLoader).
+
+    DeepSpeed scales the loss and steps the optimizer itself every `gradient_accumulation_steps`
+    backward passes, and clips inside its step.
+    """
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is None:
         return
     ds = plugin.deepspeed_config
-    ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
-    ds["gradient_clipping"] = cfg.max_grad_norm or 0.0  # DeepSpeed clips inside its step
+    ds["train_micro_batch_size_per_gpu"] = plan.micro_batch_size
+    ds["gradient_accumulation_steps"] = plan.accumulation_steps
+    ds["train_batch_size"] = plan.batch_size
+    ds["gradient_clipping"] = cfg.max_grad_norm or 0.0
 
 
 # --------------------------------------------------------------------------- resume and save
