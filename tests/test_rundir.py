@@ -12,7 +12,7 @@ from irpo.rundir import RunDir, config_changes
 def test_layout(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "r")
     assert run.iteration(2).samples == tmp_path / "r" / "iter_2" / "samples.jsonl"
-    assert run.iteration(0).model == tmp_path / "r" / "iter_0" / "model"
+    assert run.iteration(0).model == tmp_path / "r" / "iter_0" / "train" / "model"
     assert run.eval_path(1) == tmp_path / "r" / "evals" / "model_1.json"
 
 

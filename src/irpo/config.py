@@ -159,6 +159,8 @@ class SeedModelConfig(_Section):
     warmup_steps: int = Field(default=50, ge=0)
 
 
+Tracker = Literal["jsonl", "wandb", "tensorboard", "mlflow"]
+
 SCRATCH = "scratch"
 """`model.name_or_path` value meaning: train M_0 from scratch as `seed_model` says."""
 
@@ -173,9 +175,8 @@ class RunConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     seed_model: SeedModelConfig | None = None
-    trackers: list[Literal["jsonl", "wandb", "tensorboard", "mlflow"]] = Field(
-        default_factory=lambda: ["jsonl"]
-    )
+    trackers: list[Tracker] = Field(default_factory=lambda: list[Tracker](["jsonl"]))
+    """Metrics always go to RUN/metrics.jsonl; wandb, tensorboard, mlflow add accelerate's trackers."""
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:

@@ -13,7 +13,7 @@
         preference.jsonl     the pairs as prompt/chosen/rejected rows (for other trainers)
         pair_stats.json
         train/               resumable training state and train_log.jsonl
-        model/               the checkpoint M_{t+1}
+        train/model/         the checkpoint M_{t+1}
       report/                REPORT.md, plots, table.csv, table.json
 
 A stage is marked done only after all its outputs are written, so a killed run restarts at the
@@ -94,7 +94,8 @@ class IterationDir:
 
     @property
     def model(self) -> Path:
-        return self.root / "model"
+        """The checkpoint M_{t+1}, where the trainer saves it."""
+        return self.train / "model"
 
 
 class RunDir:

@@ -1,0 +1,5 @@
+"""`python -m irpo`: the `irpo` command."""
+
+from irpo.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from irpo.cli import main
+
+main()

@@ -1,0 +1,448 @@
+"""Iterations: sample -> verify -> pair -> reference log-probs -> train -> evaluate, resumable.
+
+`run(config, run_dir)` is `irpo run`. Each stage is recorded in the run manifest when its outputs
+are complete; running the same command again skips finished stages and resumes unfinished ones
+from their partial outputs, so a killed run ends with the same results as an uninterrupted one.
+
+Methods (LoopConfig.method), all with the same logs and report:
+- `irpo`: DPO + alpha * length-normalised NLL of the winner (IRPO Eq. 1), reference M_t.
+- `dpo`: the same pairs and loss with alpha = 0.
+- `star`: SFT on every correct sample (STaR; the paper's "SFT on correct samples" baseline).
+- `sft_gold`: SFT on the gold solutions of the training questions (no sampling).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from irpo.config import SCRATCH, RunConfig, TrainConfig
+from irpo.errors import IrpoError
+from irpo.records import Pair, Problem, Sample, read_pairs, read_samples, write_json, write_jsonl
+from irpo.rundir import RunDir
+from irpo.tasks import get_task
+from irpo.tasks.base import Task
+from irpo.tracking import Trackers
+
+if TYPE_CHECKING:
+    from irpo.pairs import PairStats
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[str, int], Any]
+"""Called with (description, total); returns a callback `update(n)`. The CLI passes progress bars."""
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Pipeline:
+    """One run: the stages of every iteration, each skipped when the manifest says it is done."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        *,
+        allow_config_change: bool = False,
+        progress: ProgressFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.run = RunDir(run_dir)
+        self.run.init(config, allow_config_change=allow_config_change)
+        self.progress = progress
+        self.trackers = Trackers(config.trackers, self.run.root, config.model_dump(mode="json"))
+        self.task: Task = get_task(config.task.name, **config.task.options)
+        self._train_problems: list[Problem] | None = None
+        self._eval_problems: list[Problem] | None = None
+        self._tokenizer: Any = None
+
+    # ------------------------------------------------------------------ inputs (lazy)
+    @property
+    def train_problems(self) -> list[Problem]:
+        if self._train_problems is None:
+            t = self.config.task
+            self._train_problems = self.task.load(
+                t.train_source, t.train_split, limit=t.train_limit, skip_bad_rows=t.skip_bad_rows
+            )
+            if not self._train_problems:
+                raise IrpoError(f"task {t.name}: no training problems in {t.train_source}")
+        return self._train_problems
+
+    @property
+    def eval_problems(self) -> list[Problem]:
+        if self._eval_problems is None:
+            t = self.config.task
+            source = t.eval_source if t.eval_source is not None else t.train_source
+            self._eval_problems = self.task.load(
+                source, t.eval_split, limit=t.eval_limit, skip_bad_rows=t.skip_bad_rows
+            )
+        return self._eval_problems
+
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from irpo.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(
+                self.model_path(0), self.config.model.trust_remote_code
+            )
+        return self._tokenizer
+
+    def model_path(self, t: int) -> str:
+        """M_0 is the seed model; M_{t+1} is iteration t's checkpoint."""
+        if t > 0:
+            return str(self.run.iteration(t - 1).model)
+        if self.config.model.name_or_path == SCRATCH:
+            return str(self.run.seed_dir)
+        from irpo.models import resolve_model_path
+
+        return resolve_model_path(self.config.model.name_or_path)
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> RunSummary:
+        try:
+            return self._execute()
+        finally:
+            self.trackers.finish()
+
+    def _execute(self) -> RunSummary:
+        cfg = self.config
+        summary = RunSummary(self.run.root)
+        if cfg.model.name_or_path == SCRATCH:
+            self.stage_seed()
+        summary.evals.append(self.stage_eval(0))
+        for t in range(cfg.loop.iterations):
+            if self.run.manifest().get("stopped_after") is not None:
+                summary.stopped_early = True
+                break
+            if cfg.loop.method in ("irpo", "dpo"):
+                self.stage_sample(t)
+                self.stage_pairs(t)
+                self.stage_reference(t)
+                self.stage_train_preference(t)
+            elif cfg.loop.method == "star":
+                self.stage_sample(t)
+                self.stage_train_sft(t, source="correct_samples")
+            else:
+                self.stage_train_sft(t, source="gold")
+            summary.evals.append(self.stage_eval(t + 1))
+            if self._saturated(summary.evals):
+                self.run.set_value("stopped_after", t)
+                log.info("stopping: greedy accuracy gain below loop.min_gain after iteration %d", t)
+                summary.stopped_early = t + 1 < cfg.loop.iterations
+                break
+        return summary
+
+    def _saturated(self, evals: list[dict[str, Any]]) -> bool:
+        gain_min = self.config.loop.min_gain
+        if gain_min is None or len(evals) < 2:
+            return False
+        gain = 100.0 * (evals[-1]["greedy_accuracy"] - evals[-2]["greedy_accuracy"])
+        return gain < gain_min
+
+    def _sampling_progress(self, desc: str, total: int) -> Callable[[Any], None] | None:
+        """Adapt the engines' running totals to a progress bar from the CLI's factory."""
+        if self.progress is None:
+            return None
+        update = self.progress(desc, total)
+        shown = 0
+        offset = 0  # evaluation runs greedy then sampled passes: their counts restart
+
+        def callback(p: Any) -> None:
+            nonlocal shown, offset
+            done = offset + p.questions_done
+            if done < shown:
+                offset, done = shown, shown + p.questions_done
+            if done > shown:
+                update(done - shown, tok_s=f"{p.tokens_per_s:.0f}")
+                shown = done
+            if p.questions_done == p.questions_total:
+                offset = shown
+
+        return callback
+
+    def _log(self, stage: str, t: int, values: dict[str, Any]) -> None:
+        row = {"stage": stage, "iteration": t, **values}
+        self.run.log_metrics(row)
+        self.trackers.log(row)
+
+    # ------------------------------------------------------------------ stages
+    def stage_seed(self) -> None:
+        """Build M_0 from scratch (the demo): reuse the cached seed model when it exists."""
+        if self.run.is_done("seed"):
+            return
+        from irpo.seed import build_seed_model
+
+        assert self.config.seed_model is not None
+        cached = build_seed_model(self.config, self.task, progress=self.progress)
+        if self.run.seed_dir.exists():
+            shutil.rmtree(self.run.seed_dir)
+        shutil.copytree(cached, self.run.seed_dir)
+        self.run.mark_done("seed", cache=str(cached))
+
+    def _engine(self, t: int) -> Any:
+        from irpo.sampling import make_engine
+
+        # A fresh engine per model: the hand-off between training and generation is the saved
+        # checkpoint, never in-process weight syncing.
+        return make_engine(self.config.model, self.config.sampling, model_path=self.model_path(t))
+
+    def stage_eval(self, t: int) -> dict[str, Any]:
+        path = self.run.eval_path(t)
+        if self.run.is_done(f"eval_{t}"):
+            result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return result
+        from irpo.evaluate import evaluate_model
+
+        eval_cfg = self.config.eval
+        engine = self._engine(t)
+        passes = int(eval_cfg.greedy) + int(eval_cfg.maj_k > 0)
+        res = evaluate_model(
+            engine,
+            self.task,
+            self.eval_problems,
+            eval_cfg,
+            seed=self.config.seed,
+            max_new_tokens=eval_cfg.max_new_tokens or self.config.sampling.max_new_tokens,
+            stop_at_final_answer=self.config.sampling.stop_at_final_answer,
+            out_path=path,
+            progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
+        )
+        out = res.to_dict()
+        summary = {k: v for k, v in out.items() if k != "per_question"}
+        self._log("eval", t, summary)
+        log.info("M_%d: %s", t, summary)
+        self.run.mark_done(f"eval_{t}")
+        del engine
+        return out
+
+    def stage_sample(self, t: int) -> None:
+        stage = f"iter_{t}/sample"
+        if self.run.is_done(stage):
+            return
+        from irpo.sampling import SamplingParams, sample_problems
+
+        cfg = self.config
+        it = self.run.iteration(t)
+        params = SamplingParams(
+            num_samples=cfg.sampling.num_samples,
+            temperature=cfg.sampling.temperature_for(t),
+            top_p=cfg.sampling.top_p,
+            max_new_tokens=cfg.sampling.max_new_tokens,
+            seed=cfg.seed,
+            iteration=t,
+            stop_at_final_answer=cfg.sampling.stop_at_final_answer,
+        )
+        engine = self._engine(t)
+        stats = sample_problems(
+            engine,
+            self.task,
+            self.train_problems,
+            params,
+            it.samples,
+            stats_path=it.sample_stats,
+            progress=self._sampling_progress(f"iter {t} sample", len(self.train_problems)),
+        )
+        self._log("sample", t, {"temperature": params.temperature, **stats.summary()})
+        self.run.mark_done(stage)
+
+    def _prompts(self, problems: list[Problem]) -> dict[str, tuple[str, list[int]]]:
+        return prompt_tokens(self.task, problems, self.tokenizer(), self.config.model.chat_template)
+
+    def _gold(self, problems: list[Problem]) -> dict[str, tuple[str, list[int]]]:
+        return gold_tokens(self.task, problems, self.tokenizer())
+
+    def stage_pairs(self, t: int) -> None:
+        stage = f"iter_{t}/pairs"
+        if self.run.is_done(stage):
+            return
+        it = self.run.iteration(t)
+        pairs, stats = pair_samples(
+            self.task,
+            self.train_problems,
+            read_samples(it.samples),
+            self.tokenizer(),
+            self.config,
+            seed=self.config.seed + t,
+        )
+        write_pairs(pairs, stats, it.root)
+        self._log("pairs", t, stats.to_dict())
+        log.info("iteration %d pairs: %s", t, stats.to_dict())
+        if not pairs:
+            raise IrpoError(
+                f"iteration {t}: no preference pairs (every question was all-correct or all-wrong: "
+                f"see {it.pair_stats}); raise sampling.temperature or sampling.num_samples"
+            )
+        self.run.mark_done(stage, pairs=len(pairs))
+
+    def stage_reference(self, t: int) -> None:
+        """Reference log-probs under M_t (or M_0), once, before training (PEERS item 4)."""
+        stage = f"iter_{t}/reference"
+        if self.run.is_done(stage):
+            return
+        from irpo.models import load_model
+        from irpo.train import compute_reference_logps
+
+        it = self.run.iteration(t)
+        ref_index = t if self.config.loop.reference == "current" else 0
+        model = load_model(
+            self.model_path(ref_index),
+            dtype=self.config.model.dtype,
+            device=self.config.model.device,
+            trust_remote_code=self.config.model.trust_remote_code,
+        )
+        pairs = read_pairs(it.pairs)
+        compute_reference_logps(model, pairs, batch_size=self.config.train.ref_batch_size)
+        write_jsonl(it.pairs, (p.to_dict() for p in pairs))
+        self.run.mark_done(stage, reference=f"M_{ref_index}")
+
+    def _train_cfg(self) -> TrainConfig:
+        cfg = self.config.train
+        if self.config.loop.method == "dpo":
+            return cfg.model_copy(update={"alpha": 0.0})
+        return cfg
+
+    def _log_step(self, t: int) -> Callable[[dict[str, Any]], None]:
+        def log_fn(row: dict[str, Any]) -> None:
+            self._log("train_step", t, row)
+
+        return log_fn
+
+    def stage_train_preference(self, t: int) -> None:
+        stage = f"iter_{t}/train"
+        if self.run.is_done(stage):
+            return
+        from irpo.train import train_preference
+
+        it = self.run.iteration(t)
+        pairs = read_pairs(it.pairs)
+        result = train_preference(
+            self.model_path(t),
+            pairs,
+            self._train_cfg(),
+            it.train,
+            seed=self.config.seed + t,
+            model_cfg=self.config.model,
+            log_fn=self._log_step(t),
+            progress=self.progress,
+        )
+        self._finish_training(t, result, examples=len(pairs))
+
+    def _finish_training(self, t: int, result: Any, *, examples: int) -> None:
+        it = self.run.iteration(t)
+        if Path(result.model_dir).resolve() != it.model.resolve():
+            raise IrpoError(f"the trainer saved {result.model_dir}, expected {it.model}")
+        self.run.mark_done(f"iter_{t}/train", examples=examples, steps=result.steps)
+
+    def stage_train_sft(self, t: int, *, source: str) -> None:
+        stage = f"iter_{t}/train"
+        if self.run.is_done(stage):
+            return
+        from irpo.train import SftExample, train_sft
+
+        it = self.run.iteration(t)
+        problems = self.train_problems
+        prompts = self._prompts(problems)
+        examples: list[SftExample] = []
+        if source == "gold":
+            for pid, (_, ids) in self._gold(problems).items():
+                examples.append(SftExample(prompt_ids=prompts[pid][1], response_ids=ids))
+        else:
+            for s in read_samples(it.samples):
+                if s.correct:
+                    examples.append(
+                        SftExample(prompt_ids=prompts[s.problem_id][1], response_ids=s.token_ids)
+                    )
+        if not examples:
+            raise IrpoError(f"iteration {t}: no SFT examples ({source}); nothing to train on")
+        result = train_sft(
+            self.model_path(t),
+            examples,
+            self.config.train,
+            it.train,
+            seed=self.config.seed + t,
+            model_cfg=self.config.model,
+            log_fn=self._log_step(t),
+            progress=self.progress,
+        )
+        self._finish_training(t, result, examples=len(examples))
+
+
+def run(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    allow_config_change: bool = False,
+    progress: ProgressFactory | None = None,
+) -> RunSummary:
+    """Run (or resume) every iteration of `config` in `run_dir`."""
+    return Pipeline(
+        config, run_dir, allow_config_change=allow_config_change, progress=progress
+    ).execute()
+
+
+# --------------------------------------------------------------------------- stage helpers
+
+
+def prompt_tokens(
+    task: Task, problems: list[Problem], tokenizer: Any, chat_template: str
+) -> dict[str, tuple[str, list[int]]]:
+    """problem id -> (prompt text, prompt ids), exactly as the sampler gave them to the model."""
+    from irpo.models import encode_prompt
+
+    return {p.id: encode_prompt(tokenizer, task.prompt(p), chat_template) for p in problems}
+
+
+def gold_tokens(
+    task: Task, problems: list[Problem], tokenizer: Any
+) -> dict[str, tuple[str, list[int]]]:
+    """problem id -> (gold completion, its ids ending with EOS), for problems that have one."""
+    from irpo.models import encode_response
+
+    gold = {}
+    for p in problems:
+        text = task.gold_completion(p)
+        if text is not None:
+            gold[p.id] = (text, encode_response(tokenizer, text))
+    return gold
+
+
+def pair_samples(
+    task: Task,
+    problems: list[Problem],
+    samples: list[Sample],
+    tokenizer: Any,
+    config: RunConfig,
+    *,
+    seed: int,
+) -> tuple[list[Pair], PairStats]:
+    """Verified samples -> the paper's K pairs per question (`irpo.pairs.make_pairs`)."""
+    from irpo.pairs import make_pairs
+
+    use_gold = task.has_gold_solution and config.pairs.gold_as_winner != "never"
+    return make_pairs(
+        samples,
+        prompt_tokens(task, problems, tokenizer, config.model.chat_template),
+        config.pairs,
+        seed=seed,
+        gold=gold_tokens(task, problems, tokenizer) if use_gold else None,
+    )
+
+
+def write_pairs(pairs: list[Pair], stats: PairStats, out_dir: Path) -> None:
+    """pairs.jsonl (token ids, reference log-probs), preference.jsonl (prompt/chosen/rejected
+    rows that TRL and other trainers read) and pair_stats.json."""
+    from irpo.pairs import preference_rows
+
+    write_jsonl(out_dir / "pairs.jsonl", (p.to_dict() for p in pairs))
+    write_jsonl(out_dir / "preference.jsonl", preference_rows(pairs))
+    write_json(out_dir / "pair_stats.json", stats.to_dict())
