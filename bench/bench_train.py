@@ -335,7 +335,16 @@ def versions() -> str:
     return ", ".join(parts)
 
 
-def section(body_table: str, s: Settings, pair_stats: str, command: str) -> str:
+def timed_steps(results: list[dict[str, Any]]) -> str:
+    """Every timed step of every row, so that the spread of the mean is visible."""
+    return "; ".join(
+        f"{r['row']} " + ", ".join(f"{x:.2f}" for x in r["step_s_all"])
+        for r in results
+        if "error" not in r
+    )
+
+
+def section(results: list[dict[str, Any]], s: Settings, pair_stats: str, command: str) -> str:
     return f"""{SECTION}
 
 One optimizer step of IRPO training (DPO + NLL, Eq. 1) on CPU: irpo's trainer against TRL's
@@ -353,7 +362,9 @@ docstring lists what is held equal.
   `getrusage(RUSAGE_SELF).ru_maxrss` of the row's process (loading, reference pass and
   training included). "vs trl" divides by the TRL row with its resident reference model.
 
-{body_table}
+{table(results)}
+
+Timed steps (s): {timed_steps(results)}.
 """
 
 
@@ -438,15 +449,12 @@ def main() -> None:
             print(f"running {row} ...", file=sys.stderr, flush=True)
             results.append(run_row(row, model_path, pairs_file, s, tmp))
 
-    command = "python bench/bench_train.py " + " ".join(sys.argv[1:])
-    text = section(table(results), s, pair_stats, command.strip())
+    command = " ".join([".venv/bin/python bench/bench_train.py", *sys.argv[1:]])
+    text = section(results, s, pair_stats, command)
     print(text)
     for r in results:
         if "error" in r:
             print(f"\n{r['row']}: not measured\n{r['error']}", file=sys.stderr)
-        else:
-            steps = ", ".join(f"{x:.2f}" for x in r["step_s_all"])
-            print(f"{r['row']}: timed steps {steps} s", file=sys.stderr)
     if a.write:
         write_section(a.write, text)
 
