@@ -93,6 +93,11 @@ def test_bad_rows(tmp_path: Path, task: MathTask) -> None:
     source = _rows(tmp_path, [{"problem": "p", "solution": "no box here"}])
     with pytest.raises(IrpoError, match=r"MATH_test\.jsonl:1: the solution has no \\boxed"):
         task.load(source, "test")
+    source = _rows(tmp_path, [{"problem": "p", "solution": "there are $\\boxed{}$ primes"}])
+    with pytest.raises(
+        IrpoError, match=r"MATH_test\.jsonl:1: the solution's last \\boxed\{\} is empty"
+    ):
+        task.load(source, "test")
     source = _rows(tmp_path, [{"solution": "\\boxed{1}"}])
     with pytest.raises(IrpoError, match=r"MATH_test\.jsonl:1: no 'question' field"):
         task.load(source, "test")

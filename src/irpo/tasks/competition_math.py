@@ -77,6 +77,8 @@ def parse_row(row: Row, split: str) -> Problem:
         answer = str(answer_field).strip()
     elif boxed is not None and boxed.strip():
         answer = boxed.strip()
+    elif boxed is not None:
+        raise BadRow("the solution's last \\boxed{} is empty and there is no 'answer' field")
     elif solution:
         raise BadRow("the solution has no \\boxed{...} answer and there is no 'answer' field")
     else:
