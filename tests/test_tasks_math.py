@@ -124,6 +124,7 @@ NAME = Problem(id="name", question="q", answer="\\text{Devon}")
 INTERVAL = Problem(id="interval", question="q", answer="[2,5)")
 ROOT = Problem(id="root", question="q", answer="2\\sqrt{2}")
 TEN = Problem(id="ten", question="q", answer="10")
+SUM = Problem(id="sum", question="q", answer="a + b + c")
 POLY = Problem(id="poly", question="q", answer="x^2+2x+1")
 
 
@@ -168,6 +169,8 @@ POLY = Problem(id="poly", question="q", answer="x^2+2x+1")
         ("Final answer: $(x+1)^2$", POLY, "(x+1)^2", True),
         ("Final answer: $x^2+2x-1$", POLY, "x^2+2x-1", False),
         ("Final answer: $y^2+2y+1$", POLY, "y^2+2y+1", False),
+        ("Final answer: $c+b+a$", SUM, "c+b+a", True),
+        ("Final answer: $a + b$", SUM, "a + b", False),
         ("The answer is 10.", TEN, None, False),  # no "the answer is" fall-back for math
         ("Final answer:", TEN, None, False),
     ],
@@ -188,9 +191,14 @@ def test_helpers() -> None:
     assert for_math_verify("\\frac{12}{5,\\!525}") == "\\boxed{\\frac{12}{5525}}"
     assert for_math_verify("10{,}000{,}000") == "\\boxed{10000000}"
     assert (
-        for_math_verify("\\frac{7}{5} + \\frac{1}{5} i.")
-        == "\\boxed{\\frac{7}{5} + \\frac{1}{5} i}"
+        for_math_verify("\\frac{7}{5} + \\frac{1}{5} i.") == "\\boxed{\\frac{7}{5}+\\frac{1}{5} i}"
     )
+    # MATH train golds that Math-Verify misread before these rewrites
+    assert for_math_verify("a + b + c") == "\\boxed{a+b+c}"
+    assert for_math_verify("LQSX") == "\\boxed{LQSX}"
+    assert for_math_verify("\\text{(E)},") == "\\boxed{\\text{(E)}}"
+    matrix = "\\begin{pmatrix}6\\\\3\\end{pmatrix}"
+    assert for_math_verify(matrix) == f"\\boxed{{{matrix}}}"
     assert balanced("\\{1\\}") and balanced("\\frac{1}{2}")
     assert not balanced("\\frac{1}{2") and not balanced("}{")
 

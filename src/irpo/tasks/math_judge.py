@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 _STARTUP_TIMEOUT = 120.0
 
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}")
-_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_LATEX_COMMAND = re.compile(r"\\(?:begin|end)\s*\{[^{}]*\}|\\[A-Za-z]+")
+_OPERATOR_SPACES = re.compile(r"\s*([+=]|(?<!\\)-)\s*")
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
 _SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|(?<!\d)\s+|\s+(?!\d)")
 
@@ -46,14 +48,19 @@ def canonical(answer: str) -> str:
 
 
 def for_math_verify(answer: str) -> str:
-    """What to give Math-Verify's parser: `\\boxed{answer}`, or the plain text when it has words.
+    """What to give Math-Verify's parser: `\\boxed{answer}`, or the plain text for a number
+    with words.
 
-    A span with English words ("2 vertical asymptotes") read as LaTeX is a product of letters;
-    as text, Math-Verify finds its number. LaTeX thousands separators ("5,\\!525", "10{,}000")
-    and a final period, which Math-Verify does not read, are removed first.
+    A span with a number and English words ("2 vertical asymptotes") read as LaTeX is a product
+    of letters; as text, Math-Verify finds its number. Words alone ("LQSX", "Devon") stay boxed
+    so both sides parse to the same symbols. First, what Math-Verify misreads is removed: LaTeX
+    thousands separators ("5,\\!525", "10{,}000"), a final period or comma, and spaces around
+    "+", "-" and "=" (it reads "a + b + c" as "a +").
     """
-    answer = _LATEX_THOUSANDS.sub("", answer.strip()).rstrip(".").strip()
-    if _WORD.search(_TEXT_COMMAND.sub("", answer)):
+    answer = _LATEX_THOUSANDS.sub("", answer.strip()).rstrip(".,").strip()
+    answer = _OPERATOR_SPACES.sub(r"\1", answer)
+    prose = _LATEX_COMMAND.sub(" ", _TEXT_COMMAND.sub(" ", answer))
+    if _WORD.search(prose) and re.search(r"\d", prose):
         return answer
     return f"\\boxed{{{answer}}}"
 
