@@ -124,6 +124,7 @@ NAME = Problem(id="name", question="q", answer="\\text{Devon}")
 INTERVAL = Problem(id="interval", question="q", answer="[2,5)")
 ROOT = Problem(id="root", question="q", answer="2\\sqrt{2}")
 TEN = Problem(id="ten", question="q", answer="10")
+BARE = Problem(id="bare", question="q", answer="\\frac \\pi4 + 2 - \\sqrt2")  # test/geometry/1107
 SUM = Problem(id="sum", question="q", answer="a + b + c")
 POLY = Problem(id="poly", question="q", answer="x^2+2x+1")
 
@@ -169,6 +170,13 @@ POLY = Problem(id="poly", question="q", answer="x^2+2x+1")
         ("Final answer: $(x+1)^2$", POLY, "(x+1)^2", True),
         ("Final answer: $x^2+2x-1$", POLY, "x^2+2x-1", False),
         ("Final answer: $y^2+2y+1$", POLY, "y^2+2y+1", False),
+        (
+            "Final answer: $\\frac{\\pi}{4} + 2 - \\sqrt{2}$",
+            BARE,
+            "\\frac{\\pi}{4} + 2 - \\sqrt{2}",
+            True,
+        ),
+        ("Final answer: 2", BARE, "2", False),  # Math-Verify read the raw gold as 2
         ("Final answer: $c+b+a$", SUM, "c+b+a", True),
         ("Final answer: $a + b$", SUM, "a + b", False),
         ("The answer is 10.", TEN, None, False),  # no "the answer is" fall-back for math
@@ -199,6 +207,7 @@ def test_helpers() -> None:
     assert for_math_verify("\\text{(E)},") == "\\boxed{\\text{(E)}}"
     matrix = "\\begin{pmatrix}6\\\\3\\end{pmatrix}"
     assert for_math_verify(matrix) == f"\\boxed{{{matrix}}}"
+    assert for_math_verify("\\frac \\pi4 + 2 - \\sqrt2") == "\\boxed{\\frac{\\pi}{4}+2-\\sqrt2}"
     assert balanced("\\{1\\}") and balanced("\\frac{1}{2}")
     assert not balanced("\\frac{1}{2") and not balanced("}{")
 

@@ -34,6 +34,7 @@ _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{([^{}]*)\}
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _LATEX_COMMAND = re.compile(r"\\(?:begin|end)\s*\{[^{}]*\}|\\[A-Za-z]+")
 _OPERATOR_SPACES = re.compile(r"\s*([+=]|(?<!\\)-)\s*")
+_BARE_FRAC = re.compile(r"\\([dt]?frac)\s*(\\[A-Za-z]+|[0-9A-Za-z])\s*(\\[A-Za-z]+|[0-9A-Za-z])")
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
 _SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|(?<!\d)\s+|\s+(?!\d)")
 
@@ -54,11 +55,12 @@ def for_math_verify(answer: str) -> str:
     A span with a number and English words ("2 vertical asymptotes") read as LaTeX is a product
     of letters; as text, Math-Verify finds its number. Words alone ("LQSX", "Devon") stay boxed
     so both sides parse to the same symbols. First, what Math-Verify misreads is removed: LaTeX
-    thousands separators ("5,\\!525", "10{,}000"), a final period or comma, and spaces around
-    "+", "-" and "=" (it reads "a + b + c" as "a +").
+    thousands separators ("5,\\!525", "10{,}000"), a final period or comma, spaces around
+    "+", "-" and "=" (it reads "a + b + c" as "a +"), and brace-less fractions get their braces
+    ("\\frac \\pi4" -> "\\frac{\\pi}{4}").
     """
     answer = _LATEX_THOUSANDS.sub("", answer.strip()).rstrip(".,").strip()
-    answer = _OPERATOR_SPACES.sub(r"\1", answer)
+    answer = _OPERATOR_SPACES.sub(r"\1", _BARE_FRAC.sub(r"\\\1{\2}{\3}", answer))
     prose = _LATEX_COMMAND.sub(" ", _TEXT_COMMAND.sub(" ", answer))
     if _WORD.search(prose) and re.search(r"\d", prose):
         return answer
