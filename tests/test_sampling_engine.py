@@ -150,6 +150,7 @@ class ScriptedLM(torch.nn.Module):
         cache: Any = None,
         use_cache: bool = True,
         logits_to_keep: int = 0,
+        **kwargs: Any,
     ) -> SimpleNamespace:
         batch, q = input_ids.shape
         kv = torch.zeros(batch, 1, q, 2)

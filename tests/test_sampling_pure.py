@@ -196,3 +196,12 @@ def test_vllm_output_cut_after_the_final_answer_line() -> None:
     no_stop = DecodeParams(0.8, 1.0, 40, stop_at_final_answer=False)
     c = _vllm([*_ids("Final answer: 7\nQ"), EOS], "stop", params=no_stop)
     assert (c.text, c.finish_reason) == ("Final answer: 7\nQ", "eos")
+
+
+def test_draw_across_vocabulary_blocks() -> None:
+    """A 600-token vocabulary (not a multiple of the 256-token blocks) with mass on tokens 5,
+    300 and 599 only: probs (0.2, 0.3, 0.5), cdf (0.2, 0.5, 1.0)."""
+    logits = torch.full((4, 600), -float("inf"))
+    logits[:, [5, 300, 599]] = torch.log(torch.tensor([0.2, 0.3, 0.5]))
+    u = torch.tensor([0.1, 0.3, 0.6, 0.99999], dtype=torch.float64)
+    assert draw_tokens(logits, u, 1.0).tolist() == [5, 300, 599, 599]

@@ -62,7 +62,7 @@ class SamplingConfig(_Section):
     """Stop right after the line carrying "Final answer: ..." (run-on text causes wrong verdicts)."""
     batch_size: int = Field(default=64, ge=1)
     """Sequences decoded together by the transformers engine."""
-    prefill_tokens: int = Field(default=8192, ge=1)
+    prefill_tokens: int = Field(default=2048, ge=1)
     """Prompt tokens (padded) per prefill forward of the transformers engine."""
     vllm: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for `vllm.LLM` (gpu_memory_utilization, tensor_parallel_size, ...)."""

@@ -18,7 +18,12 @@ def uniform_stream(seed: int, length: int) -> torch.Tensor:
 
 
 def draw_tokens(
-    logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float = 1.0
+    logits: torch.Tensor,
+    uniforms: torch.Tensor,
+    temperature: float,
+    top_p: float = 1.0,
+    *,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """Next token per row.
 
@@ -26,26 +31,44 @@ def draw_tokens(
     Returns (B,) int64 token ids. Temperature 0 is greedy (ties go to the lowest id);
     otherwise tokens are drawn from softmax(logits / temperature), restricted to the smallest
     set of most likely tokens whose mass reaches `top_p` (nucleus sampling) when top_p < 1.
+    With `overwrite`, float32 logits serve as scratch space (no vocabulary-sized copies).
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    u = uniforms.to(device=probs.device, dtype=probs.dtype).unsqueeze(-1)  # (B, 1)
+    weights = logits if overwrite and logits.dtype == torch.float32 else logits.float().clone()
+    # exp((l - max) / T): the unnormalised softmax, computed in place
+    weights.sub_(weights.amax(dim=-1, keepdim=True)).mul_(1.0 / temperature).exp_()
+    u = uniforms.to(device=weights.device, dtype=weights.dtype).unsqueeze(-1)  # (B, 1)
     if top_p >= 1.0:
-        return _inverse_cdf(probs, u)
+        return _inverse_cdf(weights, u)
+    probs = weights.div_(weights.sum(dim=-1, keepdim=True))
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
     sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the first token always stays
     return order.gather(-1, _inverse_cdf(sorted_probs, u).unsqueeze(-1)).squeeze(-1)
 
 
-def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """probs: (B, V) non-negative, unnormalised; u: (B, 1) in [0, 1). Returns (B,) indices.
+def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """weights: (B, V) non-negative, unnormalised; u: (B, 1) in [0, 1). Returns (B,) indices.
 
-    `right=True` returns the first index whose cdf exceeds u * mass, which never lands on a
-    zero-probability token.
+    Two levels, to avoid a sequential cumulative sum over the whole vocabulary (the slowest
+    part of sampling on CPU): find the block of `block` tokens where u * mass falls, then the
+    token inside it. `right=True` returns the first index whose cdf exceeds the target, which
+    never lands on a zero-weight token.
     """
-    cdf = probs.cumsum(dim=-1)
+    rows, vocab = weights.shape
+    whole = vocab // block * block
+    sums = weights[:, :whole].reshape(rows, -1, block).sum(dim=-1)  # (B, whole / block)
+    if whole < vocab:
+        sums = torch.cat([sums, weights[:, whole:].sum(dim=-1, keepdim=True)], dim=1)
+    cdf = sums.cumsum(dim=-1)  # (B, blocks)
     target = u * cdf[:, -1:]
-    index = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-    return index.clamp_(max=probs.shape[-1] - 1)
+    b = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[1] - 1)  # (B, 1)
+    before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)), torch.zeros_like(target))
+    index = b * block + torch.arange(block, device=weights.device)  # (B, block)
+    inside = weights.gather(1, index.clamp(max=vocab - 1)).masked_fill_(index >= vocab, 0.0)
+    inside = inside.cumsum(dim=-1)
+    j = torch.searchsorted(inside, target - before, right=True)
+    # Rounding can push the target past the block's last token with mass: stop there.
+    last = (inside < inside[:, -1:]).sum(dim=-1, keepdim=True)
+    return (b * block + torch.minimum(j, last)).squeeze(-1)

@@ -1,11 +1,11 @@
 """The transformers engine: batched sampling on the model's own forward, on CPU or GPU.
 
 How it is fast (measured in bench/bench_sampling.py, docs/BENCHMARKS.md):
-- every prompt is computed once (a left-padded prefill over several prompts), and its keys and
-  values are copied into the slots of all its samples;
+- every prompt is computed once (a left-padded prefill over several prompts) and its keys and
+  values are kept once for all its samples, whose attention reads them together;
 - sequences of many questions decode together, up to `batch_size` at a time, in a preallocated
   slot cache (`irpo.sampling.slots`): a step appends one column instead of concatenating;
-- a finished sequence leaves the batch at once and a waiting one takes its slot (continuous
+- a finished sequence leaves the batch at once and a waiting one takes its row (continuous
   batching), so short answers never wait for long ones;
 - grouped-query attention reads the cache in place, without repeating keys per head.
 
@@ -36,6 +36,7 @@ from irpo.sampling.engine import (
 from irpo.sampling.slots import (
     PrefillCache,
     SlotCache,
+    StepPlan,
     check_supported,
     slot_attention_enabled,
 )
@@ -56,7 +57,7 @@ class TransformersEngine:
         *,
         chat_template: str = "auto",
         batch_size: int = 64,
-        prefill_tokens: int = 8192,
+        prefill_tokens: int = 2048,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -68,6 +69,16 @@ class TransformersEngine:
         params = inspect.signature(model.forward).parameters
         # transformers 5 renamed `past_key_values` to `cache`.
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._logits: torch.Tensor | None = None
+        config = getattr(model, "config", None)
+        # Models whose logits are exactly lm_head(last hidden state): their decoding steps write
+        # the logits into one reused buffer. A fresh (batch x vocabulary) tensor per step costs
+        # page faults (above glibc's 32 MiB mmap threshold) that were 10 % of a step here.
+        self._plain_head = (
+            getattr(config, "model_type", None) in PLAIN_HEAD_MODELS
+            and hasattr(model, "base_model")
+            and getattr(model.get_output_embeddings(), "bias", None) is None
+        )
 
     @property
     def device(self) -> torch.device:
@@ -103,23 +114,36 @@ class TransformersEngine:
         """Logits of the last position, (B, V), with `cache` collecting keys and values.
 
         The slot attention is switched on for this call only: between two steps (while the
-        caller holds a yielded result) the model is the caller's model, unchanged.
+        caller holds a yielded result) the model is the caller's model, unchanged. Decoding
+        steps of plain-head models return a view of a buffer that the next step overwrites.
         """
         with torch.inference_mode(), slot_attention_enabled(self.model):
-            out = self.model(**inputs, **{self._cache_arg: cache}, use_cache=True)
-        logits: torch.Tensor = out.logits[:, -1]
-        return logits
+            if not self._plain_head or "logits_to_keep" in inputs:
+                out = self.model(**inputs, **{self._cache_arg: cache}, use_cache=True)
+                logits: torch.Tensor = out.logits[:, -1]
+                return logits
+            hidden = self.model.base_model(**inputs, **{self._cache_arg: cache}, use_cache=True)
+            last = hidden.last_hidden_state[:, -1]  # (B, hidden)
+            weight = self.model.get_output_embeddings().weight  # (V, hidden)
+            rows = last.shape[0]
+            if self._logits is None or self._logits.shape[0] < rows:
+                self._logits = last.new_empty(max(rows, self.batch_size), weight.shape[0])
+            return torch.matmul(last, weight.t(), out=self._logits[:rows])
+
+
+PLAIN_HEAD_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2"})
+"""Causal LMs whose forward is `lm_head(base_model(...))`, with no logit scaling or capping."""
 
 
 @dataclass
 class _Row:
-    """A running sequence: sample `index` of request `req`, occupying one slot of the cache."""
+    """A running sequence: sample `index` of request `req`, in one row of the cache."""
 
     req: int
     index: int
     prompt_len: int
     start: int
-    """Cache column of its first prompt token."""
+    """Cache column of its first generated token."""
     uniforms: list[float]
     """Its random stream: the t-th token is drawn with uniforms[t] (empty when greedy)."""
     tokens: list[int] = field(default_factory=list)
@@ -128,7 +152,9 @@ class _Row:
 class _Decoder:
     """The state of one `generate` call: waiting samples, running rows, finished requests.
 
-    `rows[i]` runs in slot i of the cache; requests' results are handed out in request order.
+    `rows[i]` runs in row i of the cache; the prompts of running requests fill pool slots
+    [0, len(pool)) (`pool[s]` is a request, `slot_of` the reverse). A request's prompt stays in
+    the pool until its last sample finishes. Results are handed out in request order.
     """
 
     def __init__(
@@ -146,16 +172,21 @@ class _Decoder:
         self.on_step = on_step
         self.device = engine.device
         self.dtype = engine.model.dtype
-        self.max_prompt = max(len(r.prompt_ids) for r in requests)
-        span = self.max_prompt + params.max_new_tokens
-        # Slack beyond the longest sequence: the cache is compacted every `slack` steps or less.
-        self.cache = SlotCache(engine.batch_size, span + max(32, span // 4))
-        self.cache.cur = self.max_prompt
+        rows = engine.batch_size
+        most = max(r.num_samples for r in requests)
+        # Room for the prompts of the running rows: one per row at worst, fewer when questions
+        # have several samples (admission waits for a free prompt slot).
+        prompts = min(rows, 2 * -(-rows // most) + 2)
+        longest = max(len(r.prompt_ids) for r in requests)
+        new = params.max_new_tokens
+        # Slack beyond the longest generation: the cache is compacted every `slack` steps or less.
+        self.cache = SlotCache(rows, prompts, longest, new + max(16, new // 4))
         # waiting samples, in order: (request, sample index)
         self.queue = [(r, j) for r, req in enumerate(requests) for j in range(req.num_samples)]
         self.queued = 0
-        # prompts computed but not yet copied to all their samples' slots: layers, last logits
-        self.prompts: dict[int, tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = {}
+        self.pool: list[int] = []
+        self.slot_of: dict[int, int] = {}
+        self.prompt_logits: dict[int, torch.Tensor] = {}
         self.to_admit = [req.num_samples for req in requests]
         self.results: list[list[Completion | None]] = [[None] * r.num_samples for r in requests]
         self.missing = [req.num_samples for req in requests]
@@ -165,11 +196,11 @@ class _Decoder:
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> Iterator[tuple[PromptRequest, list[Completion]]]:
-        slots = self.cache.num_slots
+        size = self.cache.num_rows
         while self.queued < len(self.queue) or self.rows:
-            free = slots - len(self.rows)
-            # Refill once an eighth of the slots is free: one prefill serves several sequences.
-            if self.queued < len(self.queue) and (not self.rows or free >= max(1, slots // 8)):
+            free = size - len(self.rows)
+            # Refill once an eighth of the rows is free: one prefill serves several sequences.
+            if self.queued < len(self.queue) and (not self.rows or free >= max(1, size // 8)):
                 self._admit(free)
             if self.rows:
                 self._step()
@@ -187,42 +218,40 @@ class _Decoder:
     # ------------------------------------------------------------------ admission
 
     def _admit(self, free: int) -> None:
-        """Move up to `free` waiting samples into slots, prefilling prompts not yet computed."""
+        """Move up to `free` waiting samples into rows, prefilling prompts not yet pooled."""
         if not self.rows:
-            self.cache.cur = self.max_prompt  # nothing running: restart at the left edge
-        batch = self.queue[self.queued : self.queued + free]
-        self.queued += len(batch)
-        self._prefill(list(dict.fromkeys(r for r, _ in batch if r not in self.prompts)))
+            self.cache.cur = 0  # nothing running: restart at the left edge
+        batch: list[tuple[int, int]] = []
+        new: list[int] = []
+        while len(batch) < free and self.queued < len(self.queue):
+            r, j = self.queue[self.queued]
+            if r not in self.slot_of and r not in new:
+                if len(self.pool) + len(new) >= self.cache.num_prompts:
+                    break  # no room for another prompt until a question finishes
+                new.append(r)
+            batch.append((r, j))
+            self.queued += 1
+        self._prefill(new)
         first_row = len(self.rows)
         logits = []
         for r, j in batch:
             req = self.requests[r]
-            layers, last_logits = self.prompts[r]
-            if not self.cache.allocated:
-                self.cache.allocate(layers)
-                log.info(
-                    "slot cache: %d slots x %d columns, %.0f MiB",
-                    self.cache.num_slots,
-                    self.cache.capacity,
-                    self.cache.nbytes() / 2**20,
-                )
-            self.cache.write_prompt(len(self.rows), 1, layers)
-            p = len(req.prompt_ids)
             seed = req.sample_seeds[j]
             stream = (
                 uniform_stream(seed, self.params.max_new_tokens).tolist()
                 if self.params.temperature
                 else []
             )
-            self.rows.append(_Row(r, j, p, self.cache.cur - p, stream))
-            logits.append(last_logits)
+            self.rows.append(_Row(r, j, len(req.prompt_ids), self.cache.cur, stream))
+            logits.append(self.prompt_logits[r])
             self.to_admit[r] -= 1
             if self.to_admit[r] == 0:
-                del self.prompts[r]  # every sample holds its own copy now
-        self._extend(torch.stack(logits), first_row)
+                del self.prompt_logits[r]
+        if batch:
+            self._extend(torch.stack(logits), first_row)
 
     def _prefill(self, reqs: list[int]) -> None:
-        """Compute the keys/values and next-token logits of each prompt, several per forward."""
+        """Pool each prompt's keys/values and keep its next-token logits; several per forward."""
         chunk: list[int] = []
         for r in sorted(reqs, key=lambda r: len(self.requests[r].prompt_ids)):
             longest = len(self.requests[r].prompt_ids)  # sorted: the last added is the longest
@@ -248,21 +277,35 @@ class _Decoder:
         # Padding queries may see themselves, so no softmax row is empty (an empty row is NaN,
         # and NaN keys would poison real rows even with zero weight).
         allowed = (causal & valid[:, None, :]) | torch.eye(width, dtype=torch.bool, device=dev)
-        cache = PrefillCache()
+        prefill = PrefillCache()
         logits = self.engine.forward(
-            cache,
+            prefill,
             input_ids=ids,
             attention_mask=_additive(allowed[:, None], self.dtype),
             position_ids=positions,
             logits_to_keep=1,
         )
-        layers = cache.layers()
+        layers = prefill.layers()
+        if not self.cache.allocated:
+            self.cache.allocate([(k[:1], v[:1]) for k, v in layers])
+            log.info(
+                "slot cache: %d rows x %d columns, %d prompts x %d columns, %.0f MiB",
+                self.cache.num_rows,
+                self.cache.capacity,
+                self.cache.num_prompts,
+                self.cache.prompt_capacity,
+                self.cache.nbytes() / 2**20,
+            )
         for i, r in enumerate(reqs):
             p = len(prompts[i])
-            self.prompts[r] = (
+            slot = len(self.pool)
+            self.cache.write_prompt(
+                slot,
                 [(k[i : i + 1, :, width - p :], v[i : i + 1, :, width - p :]) for k, v in layers],
-                logits[i],
             )
+            self.pool.append(r)
+            self.slot_of[r] = slot
+            self.prompt_logits[r] = logits[i]
 
     # ------------------------------------------------------------------ decoding
 
@@ -272,40 +315,63 @@ class _Decoder:
         if cache.cur >= cache.capacity:
             self._compact()
         rows = self.rows
+        dev = self.device
         cache.n = len(rows)
         cache.lo = min(row.start for row in rows)
-        dev = self.device
+        index, rank, counts = [], [], [0] * len(self.pool)
+        for row in rows:
+            slot = self.slot_of[row.req]
+            index.append(slot)
+            rank.append(counts[slot])
+            counts[slot] += 1
+        width = max(row.prompt_len for row in rows)
+        lengths = torch.tensor([row.prompt_len for row in rows], device=dev)
         starts = torch.tensor([row.start for row in rows], device=dev)
-        columns = torch.arange(cache.lo, cache.cur + 1, device=dev)
-        allowed = (columns[None, :] >= starts[:, None])[:, None, None, :]
+        own = torch.arange(cache.lo, cache.cur + 1, device=dev)
+        allowed = torch.cat(
+            [
+                torch.arange(width, device=dev)[None, :] < lengths[:, None],
+                own[None, :] >= starts[:, None],
+            ],
+            dim=1,
+        )[:, None, None, :]
+        mask = _additive(allowed, self.dtype)
+        cache.plan = StepPlan(
+            prompts=len(self.pool),
+            group=max(counts),
+            prompt_width=width,
+            prompt_index=torch.tensor(index, device=dev),
+            rank=torch.tensor(rank, device=dev),
+            mask=mask,
+        )
         ids = torch.tensor([[row.tokens[-1]] for row in rows], device=dev)
         positions = torch.tensor(
             [[row.prompt_len + len(row.tokens) - 1] for row in rows], device=dev
         )
         logits = self.engine.forward(
-            cache,
-            input_ids=ids,
-            attention_mask=_additive(allowed, self.dtype),
-            position_ids=positions,
+            cache, input_ids=ids, attention_mask=mask, position_ids=positions, slot_cache=cache
         )
+        cache.plan = None
         cache.cur += 1
         self._extend(logits, 0)
 
     def _extend(self, logits: torch.Tensor, first_row: int) -> None:
-        """Append one drawn token to rows first_row.. (logits: (rows, V)); retire finished rows."""
+        """Append one drawn token to rows first_row.. (logits: (rows, V), used as scratch);
+        retire finished rows."""
         rows = self.rows[first_row:]
         params = self.params
-        eos = self.engine.eos_ids
-        if params.min_new_tokens and eos:
-            short = [i for i, row in enumerate(rows) if len(row.tokens) < params.min_new_tokens]
-            if short:
-                logits = logits.clone()
-                logits[torch.tensor(short)[:, None], torch.tensor(sorted(eos))] = -float("inf")
+        eos = sorted(self.engine.eos_ids)
         uniforms = torch.tensor(
             [row.uniforms[len(row.tokens)] if row.uniforms else 0.0 for row in rows],
             dtype=torch.float64,
         )
-        drawn = draw_tokens(logits, uniforms, params.temperature, params.top_p).tolist()
+        with torch.inference_mode():  # the logits are an inference tensor, updated in place
+            short = [i for i, row in enumerate(rows) if len(row.tokens) < params.min_new_tokens]
+            if short and eos:
+                logits[torch.tensor(short)[:, None], torch.tensor(eos)] = -float("inf")
+            drawn = draw_tokens(
+                logits, uniforms, params.temperature, params.top_p, overwrite=True
+            ).tolist()
         finished = []
         for i, (row, tok) in enumerate(zip(rows, drawn, strict=True)):
             row.tokens.append(tok)
@@ -332,7 +398,8 @@ class _Decoder:
         return None
 
     def _retire(self, i: int, reason: FinishReason) -> None:
-        """Record row i's completion and move the last running row into its slot."""
+        """Record row i's completion; move the last running row (and, when this was its
+        question's last sample, the last pooled prompt) into the freed place."""
         row = self.rows[i]
         text_ids = row.tokens[:-1] if reason == "eos" else row.tokens
         text = self.engine.decode(text_ids)
@@ -341,20 +408,30 @@ class _Decoder:
         self.progress.sequences_done += 1
         if self.missing[row.req] == 0:
             self.progress.questions_done += 1
+            self._release_prompt(row.req)
         last = len(self.rows) - 1
         if i != last:
             self.cache.move(last, i, min(r.start for r in self.rows))
             self.rows[i] = self.rows[last]
         self.rows.pop()
 
+    def _release_prompt(self, r: int) -> None:
+        slot = self.slot_of.pop(r)
+        last = len(self.pool) - 1
+        if slot != last:
+            moved = self.pool[last]
+            self.cache.move_prompt(last, slot, len(self.requests[moved].prompt_ids))
+            self.pool[slot] = moved
+            self.slot_of[moved] = slot
+        self.pool.pop()
+
     def _compact(self) -> None:
-        """Shift all running rows left so the next column fits (keeping room for any prompt)."""
+        """Shift the running rows' generated columns to the left edge of the cache."""
         lo = min(row.start for row in self.rows)
-        shift = min(lo, self.cache.cur - self.max_prompt)
         self.cache.n = len(self.rows)
-        self.cache.shift_left(shift, lo)
+        self.cache.shift_left(lo, lo)
         for row in self.rows:
-            row.start -= shift
+            row.start -= lo
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

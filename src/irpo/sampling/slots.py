@@ -1,23 +1,30 @@
-"""A preallocated key/value cache with one slot per running sequence, and the attention reading it.
+"""A preallocated key/value cache for many sequences that share prompts, and its attention.
 
-Layout (per layer): keys and values of shape (slots, kv_heads, capacity, head_dim). All running
-sequences are right-aligned on a shared column `cur`: a sequence whose prompt has p tokens
-occupies columns [cur - p, cur) when it joins, and every decoding step writes each sequence's new
-key/value at column `cur`. A sequence's first column is its `start`; columns before it belong to
-earlier occupants of the slot and are masked out. Running sequences always fill slots
-[0, n): a finished sequence's slot is refilled by moving the last one into it, so a step's
-attention reads plain views of the buffers, never a gathered copy.
+Two buffers per layer:
+- the prompt pool, (prompts, kv_heads, prompt_capacity, head_dim): each running question's
+  prompt once, left-aligned (columns [0, p));
+- the generated part, (rows, kv_heads, capacity, head_dim): one row per running sequence, all
+  right-aligned on a shared column `cur` where each decoding step writes every row's new
+  key/value; a row's first generated column is its `start`.
+Running rows fill rows [0, n) and their prompts fill pool slots [0, a): when one finishes, the
+last one is moved into its place, so attention reads plain views, never gathered copies.
 
-This is what lets the decoder (`irpo.sampling.hf`) refill the batch with new sequences as
-others finish (continuous batching), compute each prompt once for all its samples, and append
-a token without the per-step `torch.cat` of `DynamicCache` (which cost 40 % of a SmolLM2-135M
-decoding step at batch 64 here).
+Attention of a decoding step (`slot_attention`, one query per row) is split in two parts that
+share one softmax ("cascade" attention): the rows of a question are grouped so that the
+question's prompt keys and values are read once for all its samples, and each row reads its
+own generated tokens. With N samples per question the prompt traffic falls N-fold, and the
+prompt part becomes a (N x group) x head_dim matrix product instead of N thin ones.
+
+This cache is what lets the decoder (`irpo.sampling.hf`) refill the batch as sequences finish
+(continuous batching), prefill each prompt once, and append a token without the per-step
+`torch.cat` of `DynamicCache` (40 % of a SmolLM2-135M decoding step at batch 64 here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +34,9 @@ from irpo.errors import IrpoError
 
 ATTENTION = "irpo_slots"
 """Name under which `slot_attention` is registered in transformers' AttentionInterface."""
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+"""Per layer: (keys, values)."""
 
 
 class PrefillCache:
@@ -52,39 +62,69 @@ class PrefillCache:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return 0
 
-    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def layers(self) -> Layers:
         return [(self.keys[i], self.values[i]) for i in sorted(self.keys)]
 
 
-class SlotCache:
-    """Per-layer key/value buffers for `num_slots` sequences of at most `capacity` columns.
+@dataclass
+class StepPlan:
+    """Where each running row's prompt is, for one decoding step (shared by all layers).
 
-    The decoder sets `n` (running sequences, in slots [0, n)) and `lo` (the first column any of
-    them uses) before each forward; `update` writes the step's keys/values at column `cur` and
-    returns the views (n, kv_heads, cur + 1 - lo, head_dim) that attention reads.
+    Row i's prompt is pool slot `prompt_index[i]`; it is the `rank[i]`-th row of that prompt
+    (< `group`, the largest number of running rows of one prompt). `mask` is additive,
+    (n, 1, 1, prompt_width + generated width): prompt columns [0, prompt_width), then the
+    generated columns [lo, cur] of the cache.
     """
 
-    def __init__(self, num_slots: int, capacity: int) -> None:
-        self.num_slots = num_slots
+    prompts: int
+    group: int
+    prompt_width: int
+    prompt_index: torch.Tensor
+    rank: torch.Tensor
+    mask: torch.Tensor
+
+
+class SlotCache:
+    """Key/value buffers for `num_rows` running sequences and `num_prompts` prompts.
+
+    The decoder sets `n`, `lo` (first generated column any running row uses) and `plan` before
+    each forward; `update` writes the step's keys/values at column `cur` and returns the views
+    (n, kv_heads, cur + 1 - lo, head_dim) of the generated part.
+    """
+
+    def __init__(
+        self, num_rows: int, num_prompts: int, prompt_capacity: int, capacity: int
+    ) -> None:
+        self.num_rows = num_rows
+        self.num_prompts = num_prompts
+        self.prompt_capacity = prompt_capacity
         self.capacity = capacity
+        self.prompt_keys: list[torch.Tensor] = []
+        self.prompt_values: list[torch.Tensor] = []
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.n = 0
         self.lo = 0
         self.cur = 0
+        self.plan: StepPlan | None = None
 
     @property
     def allocated(self) -> bool:
         return bool(self.keys)
 
-    def allocate(self, prompt_layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Allocate zeroed buffers shaped like the prompt keys/values of each layer."""
+    def allocate(self, prompt_layers: Layers) -> None:
+        """Zeroed buffers shaped like the prompt keys/values (1, kv_heads, p, head_dim) of each
+        layer."""
         for k, v in prompt_layers:
-            self.keys.append(k.new_zeros(self.num_slots, k.shape[1], self.capacity, k.shape[3]))
-            self.values.append(v.new_zeros(self.num_slots, v.shape[1], self.capacity, v.shape[3]))
+            kv, dk, dv = k.shape[1], k.shape[3], v.shape[3]
+            self.prompt_keys.append(k.new_zeros(self.num_prompts, kv, self.prompt_capacity, dk))
+            self.prompt_values.append(v.new_zeros(self.num_prompts, kv, self.prompt_capacity, dv))
+            self.keys.append(k.new_zeros(self.num_rows, kv, self.capacity, dk))
+            self.values.append(v.new_zeros(self.num_rows, kv, self.capacity, dv))
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+        buffers = (*self.prompt_keys, *self.prompt_values, *self.keys, *self.values)
+        return sum(t.numel() * t.element_size() for t in buffers)
 
     def update(
         self,
@@ -104,24 +144,25 @@ class SlotCache:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.cur
 
-    def write_prompt(
-        self, first_slot: int, count: int, prompt_layers: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> None:
-        """Copy one prompt's keys/values (1, kv_heads, p, head_dim) into `count` slots at
-        columns [cur - p, cur): the prompt is computed once and shared by its samples."""
-        for (k, v), keys, values in zip(prompt_layers, self.keys, self.values, strict=True):
-            p = k.shape[2]
-            rows = slice(first_slot, first_slot + count)
-            keys[rows, :, self.cur - p : self.cur] = k
-            values[rows, :, self.cur - p : self.cur] = v
+    def write_prompt(self, slot: int, prompt_layers: Layers) -> None:
+        """Store one prompt's keys/values (1, kv_heads, p, head_dim) in pool slot `slot`."""
+        for (k, v), keys, values in zip(
+            prompt_layers, self.prompt_keys, self.prompt_values, strict=True
+        ):
+            keys[slot, :, : k.shape[2]] = k[0]
+            values[slot, :, : v.shape[2]] = v[0]
+
+    def move_prompt(self, src: int, dst: int, length: int) -> None:
+        for buf in (*self.prompt_keys, *self.prompt_values):
+            buf[dst, :, :length] = buf[src, :, :length]
 
     def move(self, src: int, dst: int, lo: int) -> None:
-        """Copy slot `src`'s used columns [lo, cur) into slot `dst`."""
+        """Copy row `src`'s generated columns [lo, cur) into row `dst`."""
         for buf in (*self.keys, *self.values):
             buf[dst, :, lo : self.cur] = buf[src, :, lo : self.cur]
 
     def shift_left(self, shift: int, lo: int) -> None:
-        """Move columns [lo, cur) of the running slots to [lo - shift, cur - shift)."""
+        """Move generated columns [lo, cur) of the running rows to [lo - shift, cur - shift)."""
         for buf in (*self.keys, *self.values):
             used = buf[: self.n, :, lo : self.cur].clone()
             buf[: self.n, :, lo - shift : self.cur - shift] = used
@@ -141,11 +182,9 @@ def slot_attention(
     """Attention for the slot cache, in transformers' AttentionInterface signature.
 
     query: (B, heads, q, d); key: (B, kv_heads, L, d); value: (B, kv_heads, L, dv);
-    attention_mask: additive, (B, 1, q, L). Returns (B, q, heads, dv).
-    A decoding step (q == 1) groups the query heads by their key/value head (grouped-query
-    attention, heads h = kv * group + j as in `repeat_kv`) and multiplies against the cache
-    views directly: no copy of the keys/values, where SDPA with a mask would repeat them per
-    head. Prompts (q > 1) go through SDPA.
+    attention_mask: additive, (B, 1, q, L). Returns (B, q, heads, dv). A decoding step (the
+    `slot_cache` keyword is the SlotCache) attends to the prompt pool and the generated part
+    (module docstring); anything else (prompts) goes through SDPA.
     """
     for unsupported in ("softcap", "sliding_window", "s_aux"):
         if kwargs.get(unsupported) is not None:
@@ -153,16 +192,12 @@ def slot_attention(
                 f"the transformers engine does not support attention with {unsupported}; "
                 "use sampling.engine=vllm for this model"
             )
-    batch, heads, q_len, head_dim = query.shape
-    kv_heads = key.shape[1]
-    scale = scaling if scaling is not None else head_dim**-0.5
-    if q_len == 1:
-        grouped = (query * scale).view(batch, kv_heads, heads // kv_heads, head_dim)
-        scores = torch.matmul(grouped, key.transpose(-1, -2))  # (B, kv_heads, group, L)
-        if attention_mask is not None:
-            scores = scores + attention_mask
-        out = torch.matmul(scores.softmax(dim=-1), value)  # (B, kv_heads, group, dv)
-        return out.reshape(batch, 1, heads, value.shape[-1]), None
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    cache = kwargs.get("slot_cache")
+    if isinstance(cache, SlotCache) and cache.plan is not None:
+        layer: int = module.layer_idx  # type: ignore[assignment]
+        out = _cascade(query * scale, key, value, cache, layer, cache.plan)
+        return out, None
     out = F.scaled_dot_product_attention(
         query,
         key,
@@ -170,9 +205,49 @@ def slot_attention(
         attn_mask=attention_mask,
         scale=scale,
         is_causal=attention_mask is None,
-        enable_gqa=kv_heads != heads,
+        enable_gqa=key.shape[1] != query.shape[1],
     )
     return out.transpose(1, 2).contiguous(), None
+
+
+def _cascade(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cache: SlotCache,
+    layer: int,
+    plan: StepPlan,
+) -> torch.Tensor:
+    """One decoding step's attention over shared prompts and per-row generated tokens.
+
+    query: (n, heads, 1, d), already scaled; key/value: (n, kv_heads, G, d|dv), the generated
+    part. Query heads are grouped by their key/value head (heads h = kv * g + j, the order of
+    `repeat_kv`). The prompt part runs on a grid (prompts, kv_heads, group * g, .) where row i
+    sits at (prompt_index[i], rank[i]); empty grid places are zero and never read back.
+    Returns (n, 1, heads, dv).
+    """
+    n, heads, _, d = query.shape
+    kv_heads, dv = key.shape[1], value.shape[-1]
+    g = heads // kv_heads
+    a, c, width = plan.prompts, plan.group, plan.prompt_width
+    where = (plan.prompt_index, slice(None), plan.rank)
+    q = query.view(n, kv_heads, g, d)
+
+    grid = q.new_zeros(a, kv_heads, c, g, d)
+    grid[where] = q
+    prompt_keys = cache.prompt_keys[layer][:a, :, :width]  # (a, kv_heads, width, d)
+    prompt_scores = torch.matmul(grid.view(a, kv_heads, c * g, d), prompt_keys.transpose(-1, -2))
+    prompt_scores = prompt_scores.view(a, kv_heads, c, g, width)[where]  # (n, kv_heads, g, width)
+    own_scores = torch.matmul(q, key.transpose(-1, -2))  # (n, kv_heads, g, G)
+    probs = torch.cat([prompt_scores, own_scores], dim=-1).add_(plan.mask).softmax(dim=-1)
+
+    grid_probs = probs.new_zeros(a, kv_heads, c, g, width)
+    grid_probs[where] = probs[..., :width]
+    prompt_values = cache.prompt_values[layer][:a, :, :width]  # (a, kv_heads, width, dv)
+    from_prompt = torch.matmul(grid_probs.view(a, kv_heads, c * g, width), prompt_values)
+    out = from_prompt.view(a, kv_heads, c, g, dv)[where]  # (n, kv_heads, g, dv)
+    out += torch.matmul(probs[..., width:], value)
+    return out.view(n, 1, heads, dv)
 
 
 @contextmanager
