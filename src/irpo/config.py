@@ -31,7 +31,7 @@ class TaskConfig(_Section):
     eval_source: str | None = None
     eval_split: str = "test"
     train_limit: int | None = Field(default=None, ge=1)
-    """Use only the first N training questions (after a seeded shuffle when `shuffle_seed` is set)."""
+    """Use only the first N training questions of the source (for arith: of its generated sequence)."""
     eval_limit: int | None = Field(default=None, ge=1)
     skip_bad_rows: bool = False
     """Skip (and count) rows without a question or answer instead of failing."""
