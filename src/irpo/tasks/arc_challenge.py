@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
 from irpo.tasks.answers import answer_is_span, final_answer_span, find_final_marker, last_boxed
-from irpo.tasks.base import Task
 from irpo.tasks.choices import choice_label
-from irpo.tasks.sources import BadRow, Row, load_rows
+from irpo.tasks.sources import BadRow, Row, RowTask
 
 INSTRUCTION = (
     "Your task is to answer the question below. Give step by step reasoning before you answer, "
@@ -83,40 +81,20 @@ def parse_row(row: Row, split: str) -> Problem:
     )
 
 
-class ArcChallengeTask(Task):
+class ArcChallengeTask(RowTask):
     """ARC-Challenge with the paper's zero-shot prompt; the answer is an option label."""
 
     name = "arc_challenge"
     has_gold_solution = False
+    source_hint = (
+        "a folder with ARC-Challenge-{Train,Dev,Test}"
+        ".jsonl, one such file, or a Hugging Face id such as allenai/ai2_arc:ARC-Challenge"
+    )
+    parse_row = staticmethod(parse_row)
 
     def __init__(self, *, fallbacks: bool = True, **options: Any) -> None:
         super().__init__(**options)
-        if options:
-            raise IrpoError(f"task arc_challenge: unknown option(s) {', '.join(sorted(options))}")
         self.fallbacks = fallbacks
-
-    def load(
-        self,
-        source: str | None,
-        split: str,
-        *,
-        limit: int | None = None,
-        skip_bad_rows: bool = False,
-    ) -> list[Problem]:
-        if source is None:
-            raise IrpoError(
-                "task arc_challenge needs a source: a folder with ARC-Challenge-{Train,Dev,Test}"
-                ".jsonl, one such file, or a Hugging Face id such as allenai/ai2_arc:ARC-Challenge"
-            )
-        problems, self.last_load_stats = load_rows(
-            source,
-            split,
-            lambda row: parse_row(row, split),
-            task=self.name,
-            limit=limit,
-            skip_bad_rows=skip_bad_rows,
-        )
-        return problems
 
     def prompt(self, problem: Problem) -> str:
         options = "\n".join(f"({label}) {text}" for label, text in problem.choices or ())

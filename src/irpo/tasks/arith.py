@@ -111,8 +111,6 @@ class ArithTask(Task):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        if options:
-            raise IrpoError(f"task arith: unknown option(s) {', '.join(sorted(options))}")
         if not 1 <= min_steps <= max_steps:
             raise IrpoError(
                 f"task arith: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}"

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
 
 
@@ -38,7 +39,9 @@ class Task(ABC):
     """True when problems carry gold reasoning that can serve as a winner (GSM8K, MATH, arith)."""
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        """Subclasses take their options as keywords and pass the rest here: leftovers are unknown."""
+        if options:
+            raise IrpoError(f"task {self.name}: unknown option(s) {', '.join(sorted(options))}")
         self.last_load_stats: LoadStats | None = None
         """Set by every `load`: counts of rows read, kept and skipped."""
 

@@ -28,9 +28,8 @@ from typing import Any
 from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
 from irpo.tasks.answers import final_answer_span, find_final_marker, last_boxed
-from irpo.tasks.base import Task
 from irpo.tasks.math_judge import MathJudge, for_math_verify
-from irpo.tasks.sources import BadRow, Row, load_rows
+from irpo.tasks.sources import BadRow, Row, RowTask
 
 INSTRUCTION = (
     "Your task is to answer the last question below. Give step by step reasoning before you "
@@ -96,7 +95,7 @@ def parse_row(row: Row, split: str) -> Problem:
     )
 
 
-class MathTask(Task):
+class MathTask(RowTask):
     """MATH with the paper's 4-shot prompt; answers judged by Math-Verify.
 
     Options: `verify_timeout` (seconds per Math-Verify check, default 5; None runs in the calling
@@ -106,40 +105,20 @@ class MathTask(Task):
 
     name = "math"
     has_gold_solution = True
+    source_hint = (
+        "a folder with MATH_train.jsonl/MATH_test.jsonl, a "
+        "JSONL file (MATH500's test.jsonl), or a Hugging Face dataset id"
+    )
+    parse_row = staticmethod(parse_row)
 
     def __init__(
         self, *, verify_timeout: float | None = 5.0, fallbacks: bool = True, **options: Any
     ) -> None:
         super().__init__(**options)
-        if options:
-            raise IrpoError(f"task math: unknown option(s) {', '.join(sorted(options))}")
         if verify_timeout is not None and verify_timeout <= 0:
             raise IrpoError(f"task math: verify_timeout must be positive, got {verify_timeout}")
         self.judge = MathJudge(timeout=verify_timeout)
         self.fallbacks = fallbacks
-
-    def load(
-        self,
-        source: str | None,
-        split: str,
-        *,
-        limit: int | None = None,
-        skip_bad_rows: bool = False,
-    ) -> list[Problem]:
-        if source is None:
-            raise IrpoError(
-                "task math needs a source: a folder with MATH_train.jsonl/MATH_test.jsonl, a "
-                "JSONL file (MATH500's test.jsonl), or a Hugging Face dataset id"
-            )
-        problems, self.last_load_stats = load_rows(
-            source,
-            split,
-            lambda row: parse_row(row, split),
-            task=self.name,
-            limit=limit,
-            skip_bad_rows=skip_bad_rows,
-        )
-        return problems
 
     @cached_property
     def _prefix(self) -> str:

@@ -41,11 +41,10 @@ from irpo.tasks.answers import (
     last_boxed,
     parse_number,
 )
-from irpo.tasks.base import Task
 from irpo.tasks.choices import choice_label
 from irpo.tasks.gsm8k import PROMPT as ZERO_SHOT_PROMPT
 from irpo.tasks.math_judge import MathJudge
-from irpo.tasks.sources import BadRow, Row, load_rows
+from irpo.tasks.sources import BadRow, Row, RowTask
 
 AnswerType = Literal["number", "exact", "choice", "math"]
 ANSWER_TYPES: tuple[str, ...] = get_args(AnswerType)
@@ -56,7 +55,7 @@ def _collapse(text: str, case_sensitive: bool) -> str:
     return text if case_sensitive else text.lower()
 
 
-class CustomTask(Task):
+class CustomTask(RowTask):
     """A task read from JSONL / JSON / Parquet with configurable fields (module docstring)."""
 
     name = "custom"
@@ -77,8 +76,6 @@ class CustomTask(Task):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        if options:
-            raise IrpoError(f"task custom: unknown option(s) {', '.join(sorted(options))}")
         if answer_type not in ANSWER_TYPES:
             raise IrpoError(
                 f"task custom: answer_type must be one of {', '.join(ANSWER_TYPES)}, got {answer_type!r}"
@@ -99,26 +96,6 @@ class CustomTask(Task):
         self.judge = MathJudge(timeout=verify_timeout) if answer_type == "math" else None
 
     # ------------------------------------------------------------------ loading
-
-    def load(
-        self,
-        source: str | None,
-        split: str,
-        *,
-        limit: int | None = None,
-        skip_bad_rows: bool = False,
-    ) -> list[Problem]:
-        if source is None:
-            raise IrpoError("task custom needs a source: a JSONL, JSON or Parquet file or folder")
-        problems, self.last_load_stats = load_rows(
-            source,
-            split,
-            lambda row: self.parse_row(row, split),
-            task=self.name,
-            limit=limit,
-            skip_bad_rows=skip_bad_rows,
-        )
-        return problems
 
     def parse_row(self, row: Row, split: str) -> Problem:
         """One row -> Problem; raise BadRow when the row cannot be used."""

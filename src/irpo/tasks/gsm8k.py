@@ -14,11 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
 from irpo.tasks.answers import extract_number, format_number, parse_number
-from irpo.tasks.base import Task
-from irpo.tasks.sources import BadRow, Row, load_rows
+from irpo.tasks.sources import BadRow, Row, RowTask
 
 PROMPT = (
     "Your task is to answer the question below. Give step by step reasoning before you answer, "
@@ -61,7 +59,7 @@ def parse_row(row: Row, split: str) -> Problem:
     )
 
 
-class GSM8KTask(Task):
+class GSM8KTask(RowTask):
     """GSM8K with the paper's zero-shot prompt; numbers compared exactly.
 
     Options: `fallbacks` (default True) allows the `\\boxed{}` and "the answer is" fall-backs
@@ -70,35 +68,15 @@ class GSM8KTask(Task):
 
     name = "gsm8k"
     has_gold_solution = True
+    source_hint = (
+        "a folder with train.jsonl/test.jsonl, a JSONL file, "
+        "or a Hugging Face id such as openai/gsm8k:main"
+    )
+    parse_row = staticmethod(parse_row)
 
     def __init__(self, *, fallbacks: bool = True, **options: Any) -> None:
         super().__init__(**options)
-        if options:
-            raise IrpoError(f"task gsm8k: unknown option(s) {', '.join(sorted(options))}")
         self.fallbacks = fallbacks
-
-    def load(
-        self,
-        source: str | None,
-        split: str,
-        *,
-        limit: int | None = None,
-        skip_bad_rows: bool = False,
-    ) -> list[Problem]:
-        if source is None:
-            raise IrpoError(
-                "task gsm8k needs a source: a folder with train.jsonl/test.jsonl, a JSONL file, "
-                "or a Hugging Face id such as openai/gsm8k:main"
-            )
-        problems, self.last_load_stats = load_rows(
-            source,
-            split,
-            lambda row: parse_row(row, split),
-            task=self.name,
-            limit=limit,
-            skip_bad_rows=skip_bad_rows,
-        )
-        return problems
 
     def prompt(self, problem: Problem) -> str:
         return PROMPT.format(question=problem.question)

@@ -28,7 +28,7 @@ from typing import Any
 
 from irpo.errors import IrpoError
 from irpo.records import Problem
-from irpo.tasks.base import LoadStats
+from irpo.tasks.base import LoadStats, Task
 
 log = logging.getLogger(__name__)
 
@@ -268,3 +268,34 @@ def load_rows(
     if not problems:
         raise IrpoError(f"task {task}: no usable rows for split {split!r} in {source}")
     return problems, stats
+
+
+class RowTask(Task):
+    """A task whose problems are rows of a data source; subclasses say how to read one row."""
+
+    source_hint = "a JSONL, JSON or Parquet file or folder"
+    """What `source` may be, for the error when none is given."""
+
+    def parse_row(self, row: Row, split: str) -> Problem:
+        """One row -> Problem; raise BadRow when the row cannot be used."""
+        raise NotImplementedError
+
+    def load(
+        self,
+        source: str | None,
+        split: str,
+        *,
+        limit: int | None = None,
+        skip_bad_rows: bool = False,
+    ) -> list[Problem]:
+        if source is None:
+            raise IrpoError(f"task {self.name} needs a source: {self.source_hint}")
+        problems, self.last_load_stats = load_rows(
+            source,
+            split,
+            lambda row: self.parse_row(row, split),
+            task=self.name,
+            limit=limit,
+            skip_bad_rows=skip_bad_rows,
+        )
+        return problems
