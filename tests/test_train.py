@@ -392,6 +392,27 @@ def test_gradient_checkpointing_gives_the_same_steps(model_dir: Path, tmp_path: 
     assert max_diff(load_weights(a.model_dir), load_weights(b.model_dir)) < 1e-6
 
 
+def test_trainings_with_other_precisions_follow_each_other(model_dir: Path, tmp_path: Path) -> None:
+    pairs = make_pairs(4)
+    train_preference(str(model_dir), pairs, tiny_cfg(max_steps=2), tmp_path / "fp32", seed=0)
+    bf16 = train_preference(
+        str(model_dir),
+        pairs,
+        tiny_cfg(max_steps=2, mixed_precision="bf16"),
+        tmp_path / "bf16",
+        seed=0,
+    )
+    rows32, rows16 = log_rows(tmp_path / "fp32"), log_rows(tmp_path / "bf16")
+    # bf16 autocast changes the numbers a little, not the step-1 loss (log 2 + the same NLL).
+    assert rows16[0]["loss"] == pytest.approx(rows32[0]["loss"], rel=2e-2)
+    assert rows16[0]["loss"] != rows32[0]["loss"]
+    weights = load_weights(bf16.model_dir)
+    assert all(w.dtype == torch.float32 for w in weights.values())  # float32 master weights
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert max_diff(weights, load_weights(model_dir)) > 1e-3  # it trained
+    assert rows16[1]["loss"] < rows16[0]["loss"]
+
+
 def test_sft_reduces_the_nll(model_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 

@@ -63,6 +63,7 @@ class TrainResult:
     seconds: float
     log_path: Path
     final_metrics: dict[str, float] = field(default_factory=dict)
+    num_processes: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -104,31 +105,31 @@ def fit(
     continues from its last saved state (with the same result as an uninterrupted run).
     Without it, what an earlier training wrote there is removed first.
     """
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     tdir = TrainDir(output_dir)
     if resume and tdir.result.exists():
         log.info("training in %s is already finished", tdir.root)
         return TrainResult.from_dict(read_json_dict(tdir.result))
-    state = PartialState()
-    if not resume and state.is_main_process:
+    _forget_previous_training()
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, any P
+    )
+    if not resume and accelerator.is_main_process:
         tdir.clear()
-    state.wait_for_everyone()
+    accelerator.wait_for_everyone()
     plan = make_plan(
         len(job.examples),
         batch_size=cfg.batch_size,
         micro_batch_size=cfg.micro_batch_size,
-        num_processes=state.num_processes,
+        num_processes=accelerator.num_processes,
         epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         seed=seed,
     )
-    accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
-        gradient_accumulation_steps=plan.accumulation_steps,
-        step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, any P
-    )
+    accelerator.gradient_accumulation_steps = plan.accumulation_steps
     settings = _settings(job, model_path, cfg, seed, model_cfg)
     _check_settings(tdir, settings, accelerator.is_main_process)
 
@@ -155,6 +156,7 @@ def fit(
         seconds=time.perf_counter() - started,
         log_path=tdir.log,
         final_metrics=final_metrics,
+        num_processes=accelerator.num_processes,
     )
     if accelerator.is_main_process:
         write_json(tdir.result, result.to_dict())
@@ -312,6 +314,19 @@ def resolve_mixed_precision(setting: str) -> str:
     if setting != "auto":
         return setting
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _forget_previous_training() -> None:
+    """Let this training choose its own precision and accumulation.
+
+    accelerate keeps one state per process and refuses a second `mixed_precision` in it, yet one
+    process may train several times (`irpo run`: a seed model in float32, then IRPO in bf16).
+    The process group (accelerate's PartialState) is kept.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
 def load_policy(model_path: str, cfg: TrainConfig, model_cfg: ModelConfig | None) -> Any:
