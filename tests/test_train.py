@@ -193,6 +193,23 @@ def test_plan_walks_seeded_permutations_and_splits_micro_batches() -> None:
         )
 
 
+def test_only_complete_states_count(tmp_path: Path) -> None:
+    from irpo.train.checkpoint import TrainDir
+
+    tdir = TrainDir(tmp_path)
+    assert tdir.latest_state() is None
+    for name, complete in [
+        ("step-00000002", True),
+        ("step-00000004", False),
+        (".tmp-step-00000006", True),
+    ]:
+        (tdir.checkpoints / name).mkdir(parents=True)
+        if complete:
+            (tdir.checkpoints / name / "state.json").write_text('{"step": 0}')
+    # step 4 was cut short before its marker; the temporary folder is not a state at all.
+    assert tdir.latest_state() == (2, tdir.checkpoints / "step-00000002")
+
+
 # --------------------------------------------------------------------------- training
 
 
