@@ -5,8 +5,8 @@
     train_sft(model_path, examples, cfg, out, seed=...)      # per-sequence NLL
 
 Modules: batching (token rows), scoring (response-only logits), reference, objectives, plan
-(which examples each step sees), checkpoint (the output folder), loop (the accelerate loop),
-api (the two trainings).
+(which examples each step sees), setup (model, optimizer, schedule), checkpoint (the output
+folder), loop (the accelerate loop), api (the two trainings, and `irpo train` from files).
 """
 
 from irpo.train.api import train_preference, train_sft

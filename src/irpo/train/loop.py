@@ -39,6 +39,14 @@ from irpo.train.checkpoint import (
 from irpo.train.objectives import Objective
 from irpo.train.plan import BatchPlan, make_plan
 from irpo.train.scoring import SequenceScorer
+from irpo.train.setup import (
+    configure_deepspeed,
+    forget_previous_training,
+    load_policy,
+    make_optimizer,
+    make_scheduler,
+    resolve_mixed_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +121,7 @@ def fit(
     if resume and tdir.result.exists():
         log.info("training in %s is already finished", tdir.root)
         return TrainResult.from_dict(read_json_dict(tdir.result))
-    _forget_previous_training()
+    forget_previous_training()
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
         step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, any P
@@ -139,7 +147,7 @@ def fit(
     scorer = SequenceScorer(model, response_only=cfg.response_only_logits)
     optimizer = make_optimizer(scorer, cfg)
     scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
-    _configure_deepspeed(accelerator, cfg, plan)
+    configure_deepspeed(accelerator, cfg, plan)
     scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
     examples = list(job.prepare(accelerator, scorer, tdir)) if job.prepare else list(job.examples)
 
@@ -320,111 +328,6 @@ class _Loop:
             if log_fn is not None:
                 log_fn(row)
         return row
-
-
-# --------------------------------------------------------------------------- setup
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """`auto`: bf16 where the GPU supports it, else full precision."""
-    if setting != "auto":
-        return setting
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-
-
-def _forget_previous_training() -> None:
-    """Let this training choose its own precision and accumulation.
-
-    accelerate keeps one state per process and refuses a second `mixed_precision` in it, yet one
-    process may train several times (`irpo run`: a seed model in float32, then IRPO in bf16).
-    The process group (accelerate's PartialState) is kept.
-    """
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
-
-
-def load_policy(model_path: str, cfg: TrainConfig, model_cfg: ModelConfig | None) -> Any:
-    """The model to train, on the CPU (accelerate moves it).
-
-    Weights are float32 unless `model.dtype` names another: mixed precision computes in bf16
-    while AdamW updates float32 master weights, since at the paper's lr 7e-7 most bf16 updates
-    would round away.
-    """
-    from irpo.models import load_model
-
-    dtype = model_cfg.dtype if model_cfg and model_cfg.dtype != "auto" else "float32"
-    model = load_model(
-        model_path,
-        dtype=dtype,
-        device="cpu",
-        trust_remote_code=bool(model_cfg and model_cfg.trust_remote_code),
-    )
-    model.config.use_cache = False
-    if cfg.gradient_checkpointing:
-        kwargs = {"use_reentrant": False}
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    if cfg.lora is not None:
-        model = _with_lora(model, cfg.lora, cfg.gradient_checkpointing)
-    return model
-
-
-def _with_lora(model: Any, lora: dict[str, Any], gradient_checkpointing: bool) -> Any:
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise IrpoError("train.lora needs the package peft: pip install 'irpo[peft]'") from None
-    try:
-        config = LoraConfig(task_type="CAUSAL_LM", **lora)
-    except TypeError as e:
-        raise IrpoError(f"train.lora: {e}") from None
-    if gradient_checkpointing:
-        model.enable_input_require_grads()  # frozen embeddings: checkpointed inputs need grads
-    return get_peft_model(model, config)
-
-
-def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW on the trainable parameters; weight decay on matrices only (not norms, biases)."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=cfg.learning_rate, betas=cfg.adam_betas
-    )
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
-    """Linear warmup over `warmup_steps`, then constant, cosine or linear decay to 0."""
-    from transformers import get_scheduler
-
-    name = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[
-        cfg.schedule
-    ]
-    return get_scheduler(
-        name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps
-    )
-
-
-def _configure_deepspeed(accelerator: Any, cfg: TrainConfig, plan: BatchPlan) -> None:
-    """Give DeepSpeed the batch arithmetic of the plan (it would read it from a DataLoader).
-
-    DeepSpeed scales the loss and steps the optimizer itself every `gradient_accumulation_steps`
-    backward passes, and clips inside its step.
-    """
-    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    if plugin is None:
-        return
-    ds = plugin.deepspeed_config
-    ds["train_micro_batch_size_per_gpu"] = plan.micro_batch_size
-    ds["gradient_accumulation_steps"] = plan.accumulation_steps
-    ds["train_batch_size"] = plan.batch_size
-    ds["gradient_clipping"] = cfg.max_grad_norm or 0.0
 
 
 # --------------------------------------------------------------------------- resume and save
