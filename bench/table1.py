@@ -136,6 +136,9 @@ def write_doc(args: Any, run_dirs: list[Path], timings: dict[str, float]) -> Non
             "",
         ]
     )
+    # The hand-written reading of the numbers survives a re-run of the script.
+    if args.doc.exists() and "\n## Reading" in (old := args.doc.read_text(encoding="utf-8")):
+        text += "\n## Reading" + old.split("\n## Reading", 1)[1]
     args.doc.write_text(text, encoding="utf-8")
 
 

@@ -74,7 +74,7 @@ def test_bad_yaml_names_line(tmp_path: Path) -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(IrpoError, match="nope.yaml: config file not found"):
+    with pytest.raises(IrpoError, match=r"nope\.yaml: config file not found"):
         load_config("nope.yaml")
 
 
@@ -109,3 +109,16 @@ def test_dump_round_trips() -> None:
     config = load_config(None, ["seed=3", "pairs.order=shortest"])
     again = RunConfig.model_validate(yaml.safe_load(dump_config(config)))
     assert again == config
+
+
+def test_yaml_words_that_look_boolean(tmp_path: Path) -> None:
+    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert (
+        load_config(write(tmp_path, "train:\n  mixed_precision: no\n")).train.mixed_precision
+        == "no"
+    )
+    assert (
+        load_config(None, ["sampling.stop_at_final_answer=no"]).sampling.stop_at_final_answer
+        is False
+    )
+    assert load_config(None, ["model.trust_remote_code=true"]).model.trust_remote_code is True

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from irpo.errors import IrpoError
 
@@ -118,6 +118,12 @@ class TrainConfig(_Section):
     response_only_logits: bool = True
     """Compute logits only at response positions (False: the full [B, T, V] logits)."""
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `no` as false: `mixed_precision: no` means "no".
+        return "no" if value is False else value
+
 
 class EvalConfig(_Section):
     greedy: bool = True
@@ -216,6 +222,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw.strip()  # yes/no/on/off stay words; boolean fields still accept them
     return key.strip().split("."), value
 
 

@@ -22,6 +22,11 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+@app.callback()
+def _main() -> None:
+    """Iterative Reasoning Preference Optimization (Pang et al., 2024) for Hugging Face LMs."""
+
 SetOption = typer.Option(
     None, "--set", help="Dotted config override, repeatable: --set sampling.temperature=1.3"
 )
