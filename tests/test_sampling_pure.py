@@ -205,3 +205,19 @@ def test_draw_across_vocabulary_blocks() -> None:
     logits[:, [5, 300, 599]] = torch.log(torch.tensor([0.2, 0.3, 0.5]))
     u = torch.tensor([0.1, 0.3, 0.6, 0.99999], dtype=torch.float64)
     assert draw_tokens(logits, u, 1.0).tolist() == [5, 300, 599, 599]
+
+
+def test_attention_the_slot_cache_cannot_hold_is_refused() -> None:
+    from types import SimpleNamespace
+
+    from irpo.sampling.slots import check_supported
+
+    check_supported(SimpleNamespace(model_type="llama"), 4096)
+    check_supported(SimpleNamespace(sliding_window=4096, use_sliding_window=False), 8192)
+    check_supported(SimpleNamespace(sliding_window=4096), 4096)  # the window covers everything
+    for config in (
+        SimpleNamespace(model_type="gemma3", layer_types=["sliding_attention", "full_attention"]),
+        SimpleNamespace(model_type="mistral", sliding_window=128),
+    ):
+        with pytest.raises(IrpoError, match="use sampling.engine=vllm"):
+            check_supported(config, 300)

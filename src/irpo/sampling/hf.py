@@ -46,7 +46,12 @@ log = logging.getLogger(__name__)
 
 
 class TransformersEngine:
-    """Samples from a loaded `transformers` causal LM (see the module docstring)."""
+    """Samples from a loaded `transformers` causal LM (see the module docstring).
+
+    batch_size: sequences decoded together. prefill_tokens: padded prompt tokens per prefill
+    forward. max_prompts: prompts held in the cache at once (default: enough for the rows;
+    a new question waits for a free place).
+    """
 
     name = "transformers"
 
@@ -58,8 +63,10 @@ class TransformersEngine:
         chat_template: str = "auto",
         batch_size: int = 64,
         prefill_tokens: int = 2048,
+        max_prompts: int | None = None,
     ) -> None:
         self.model = model.eval()
+        self.max_prompts = max_prompts
         self.tokenizer = tokenizer
         self.chat_template = chat_template
         self.batch_size = batch_size
@@ -176,7 +183,7 @@ class _Decoder:
         most = max(r.num_samples for r in requests)
         # Room for the prompts of the running rows: one per row at worst, fewer when questions
         # have several samples (admission waits for a free prompt slot).
-        prompts = min(rows, 2 * -(-rows // most) + 2)
+        prompts = engine.max_prompts or min(rows, 2 * -(-rows // most) + 2)
         longest = max(len(r.prompt_ids) for r in requests)
         new = params.max_new_tokens
         # Slack beyond the longest generation: the cache is compacted every `slack` steps or less.

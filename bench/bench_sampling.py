@@ -1,0 +1,282 @@
+"""Sampling throughput: irpo's transformers engine against a naive `generate` loop, on CPU.
+
+What is compared (same model, same prompts, same N, same token budget):
+- naive: for each question, `model.generate(prompt, num_return_sequences=N, do_sample=True)`;
+- irpo: `TransformersEngine.generate` over all questions at once, at several batch sizes.
+Every sequence is forced to exactly T new tokens (min_new_tokens = max_new_tokens = T, no
+final-answer stop), so both generate the same number of tokens. Throughput counts generated
+tokens only; prompt processing is inside the timed region for both.
+
+Efficiency: model FLOPs per generated token (2 x non-embedding parameters + attention over the
+average context, and separately the LM head's 2 x hidden x vocab) times tokens/s, as a
+fraction of this machine's fp32 matmul throughput measured here with torch.matmul on the
+model's own layer shapes. Peak memory is the peak resident set of a fresh process per
+measurement.
+
+The numbers in docs/BENCHMARKS.md come from (two torch threads, under the shared CPU lock):
+    flock /tmp/irpo-cpu.lock .venv/bin/python bench/bench_sampling.py --threads 2
+A quick check while developing:
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_sampling.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+GSM8K = Path(os.environ.get("IRPO_SHARED_DATA", ROOT.parent / "shared" / "data")) / "gsm8k"
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def load_model(name: str) -> tuple[Any, Any, str]:
+    """(model, tokenizer, task name) for `smollm2` or `tiny` (the demo's 4x128 char Llama)."""
+    from irpo import models
+
+    if name == "smollm2":
+        tok = models.load_tokenizer(models.SMOLLM2)
+        model = models.load_model(models.SMOLLM2, device="cpu", dtype="float32")
+        return model, tok, "gsm8k" if GSM8K.is_dir() else "arith"
+    tok = models.build_char_tokenizer()
+    model = models.build_llama(tok, hidden_size=128, num_layers=4, num_heads=4, seed=0).eval()
+    return model, tok, "arith"
+
+
+def prompts(task_name: str, tok: Any, count: int) -> list[list[int]]:
+    from irpo.models import encode_prompt
+    from irpo.tasks import get_task
+
+    task = get_task(task_name)
+    source = str(GSM8K / "test.jsonl") if task_name == "gsm8k" else None
+    problems = task.load(source, "test", limit=count)
+    return [encode_prompt(tok, task.prompt(p))[1] for p in problems]
+
+
+def model_flops(model: Any, avg_context: float) -> dict[str, float]:
+    """FLOPs per generated token: 2 x non-embedding parameters, attention, LM head."""
+    cfg = model.config
+    embedding = cfg.vocab_size * cfg.hidden_size
+    params = sum(p.numel() for p in model.parameters())
+    if not cfg.tie_word_embeddings:
+        params -= embedding  # the untied LM head is counted below
+    non_embedding = params - embedding
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    # QK^T and PV: 2 x 2 x context x (heads x head_dim) per layer
+    attention = 4 * cfg.num_hidden_layers * avg_context * cfg.num_attention_heads * head_dim
+    return {
+        "non_embedding_params": non_embedding,
+        "flops_per_token": 2 * non_embedding + attention,
+        "lm_head_flops_per_token": 2 * embedding,
+    }
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def measure_gemm(model: Any, rows: list[int]) -> dict[str, Any]:
+    """fp32 torch.matmul throughput on the model's layer shapes, (rows x in) @ (in x out)."""
+    import torch
+
+    cfg = model.config
+    h, inter = cfg.hidden_size, cfg.intermediate_size
+    kv = cfg.num_key_value_heads * (getattr(cfg, "head_dim", None) or h // cfg.num_attention_heads)
+    shapes = {
+        "qo": (h, h),
+        "kv": (h, kv),
+        "up": (h, inter),
+        "down": (inter, h),
+        "head": (h, cfg.vocab_size),
+    }
+    results: dict[str, Any] = {}
+    for m in rows:
+        for name, (k, n) in shapes.items():
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            for _ in range(3):
+                a @ b
+            reps = max(3, int(2e9 / (2 * m * k * n)))
+            start = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            seconds = (time.perf_counter() - start) / reps
+            results[f"{name}@{m}"] = 2 * m * k * n / seconds / 1e9
+    body = [v for key, v in results.items() if not key.startswith("head")]
+    return {"gflops": results, "peak_gflops": max(body)}
+
+
+def measure_engine(
+    model: Any, tok: Any, prompt_ids: list[list[int]], n: int, t: int, batch: int
+) -> dict[str, Any]:
+    from irpo.sampling.engine import DecodeParams, PromptRequest
+    from irpo.sampling.hf import TransformersEngine
+
+    engine = TransformersEngine(model, tok, batch_size=batch)
+    params = DecodeParams(0.8, 1.0, max_new_tokens=t, stop_at_final_answer=False, min_new_tokens=t)
+    requests = [
+        PromptRequest(f"q{i}", tuple(ids), tuple(range(i * n, (i + 1) * n)))
+        for i, ids in enumerate(prompt_ids)
+    ]
+    _ = engine.newline_ids
+    warm = DecodeParams(0.8, 1.0, max_new_tokens=2, stop_at_final_answer=False)
+    list(engine.generate(requests[:1], warm))
+    start = time.perf_counter()
+    tokens = sum(len(c.token_ids) for _, cs in engine.generate(requests, params) for c in cs)
+    return {"tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def measure_naive(
+    model: Any, tok: Any, prompt_ids: list[list[int]], n: int, t: int
+) -> dict[str, Any]:
+    import torch
+
+    torch.manual_seed(0)
+    warm = torch.tensor([prompt_ids[0]])
+    model.generate(warm, attention_mask=torch.ones_like(warm), max_new_tokens=2, do_sample=True)
+    tokens = 0
+    start = time.perf_counter()
+    for ids in prompt_ids:
+        x = torch.tensor([ids])
+        out = model.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            do_sample=True,
+            temperature=0.8,
+            top_p=1.0,
+            top_k=0,
+            num_return_sequences=n,
+            min_new_tokens=t,
+            max_new_tokens=t,
+            pad_token_id=tok.pad_token_id,
+        )
+        tokens += out[:, x.shape[1] :].numel()
+    return {"tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in this (fresh) process."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    model, tok, task_name = load_model(spec["model"])
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if spec["kind"] == "gemm":
+        out = measure_gemm(model, spec["rows"])
+    else:
+        ids = prompts(task_name, tok, spec["questions"])
+        with torch.inference_mode():
+            if spec["kind"] == "naive":
+                out = measure_naive(model, tok, ids, spec["n"], spec["t"])
+            else:
+                out = measure_engine(model, tok, ids, spec["n"], spec["t"], spec["batch"])
+        avg_prompt = sum(map(len, ids)) / len(ids)
+        out.update(model_flops(model, avg_prompt + spec["t"] / 2))
+        out["avg_prompt_tokens"] = avg_prompt
+        out["tokens_per_s"] = out["tokens"] / out["seconds"]
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["model_rss_mib"] = rss_before / 1024
+    return {**spec, **out}
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {spec} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = {"threads": args.threads, "n": args.samples, "t": args.new_tokens}
+    specs: list[dict[str, Any]] = []
+    for model in args.models:
+        specs.append({**base, "kind": "gemm", "model": model, "rows": [64, 256, 1024]})
+        specs.append({**base, "kind": "naive", "model": model, "questions": args.naive_questions})
+        for batch in args.batch_sizes:
+            questions = max(args.min_questions, -(-2 * batch // args.samples))
+            specs.append(
+                {**base, "kind": "engine", "model": model, "batch": batch, "questions": questions}
+            )
+    return specs
+
+
+def summarize(results: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| model | sampler | batch | questions x N x T | tokens/s | speed-up | % of fp32 matmul peak (w/o LM head / with) | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model in dict.fromkeys(r["model"] for r in results):
+        peak = next(
+            r["peak_gflops"] for r in results if r["model"] == model and r["kind"] == "gemm"
+        )
+        naive = next(r for r in results if r["model"] == model and r["kind"] == "naive")
+        for r in (x for x in results if x["model"] == model and x["kind"] != "gemm"):
+            rate = r["tokens_per_s"]
+            body = 100 * rate * r["flops_per_token"] / 1e9 / peak
+            full = 100 * rate * (r["flops_per_token"] + r["lm_head_flops_per_token"]) / 1e9 / peak
+            batch = r.get("batch", r["n"])
+            lines.append(
+                f"| {model} | {'irpo' if r['kind'] == 'engine' else 'naive generate'} | {batch} "
+                f"| {r['questions']} x {r['n']} x {r['t']} | {rate:.0f} "
+                f"| {rate / naive['tokens_per_s']:.2f}x | {body:.0f} % / {full:.0f} % "
+                f"| {r['peak_rss_mib']:.0f} |"
+            )
+        lines.append(f"| {model} | fp32 matmul peak | | | {peak:.0f} GFLOP/s | | | |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"])
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    parser.add_argument("--samples", type=int, default=8, help="N samples per question")
+    parser.add_argument("--new-tokens", type=int, default=128, help="T tokens per sample")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256])
+    parser.add_argument("--naive-questions", type=int, default=6)
+    parser.add_argument("--min-questions", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
+    parser.add_argument("--out", type=Path, help="write the raw results as JSON")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.smoke:
+        args.new_tokens, args.batch_sizes, args.naive_questions, args.min_questions = 8, [8], 1, 2
+        args.samples = 4
+    started = time.time()
+    results = []
+    for spec in plan(args):
+        results.append(run_worker(spec))
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "gflops"}), file=sys.stderr)
+    import torch
+
+    header = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}, {args.threads} torch thread(s), {time.time() - started:.0f}s"
+    )
+    print(header)
+    print("\n".join(summarize(results)))
+    if args.out:
+        args.out.write_text(json.dumps({"machine": header, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
