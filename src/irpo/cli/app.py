@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _main() -> None:
     """Iterative Reasoning Preference Optimization (Pang et al., 2024) for Hugging Face LMs."""
 
+
 SetOption = typer.Option(
     None, "--set", help="Dotted config override, repeatable: --set sampling.temperature=1.3"
 )
