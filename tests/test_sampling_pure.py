@@ -219,5 +219,5 @@ def test_attention_the_slot_cache_cannot_hold_is_refused() -> None:
         SimpleNamespace(model_type="gemma3", layer_types=["sliding_attention", "full_attention"]),
         SimpleNamespace(model_type="mistral", sliding_window=128),
     ):
-        with pytest.raises(IrpoError, match="use sampling.engine=vllm"):
+        with pytest.raises(IrpoError, match=r"use sampling\.engine=vllm"):
             check_supported(config, 300)
