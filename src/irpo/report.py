@@ -88,7 +88,9 @@ def _fmt(x: Any) -> str:
 
 def markdown_table(rows: list[Row], *, with_run: bool = False) -> str:
     k = max((r.k for r in rows), default=0)
-    head = ["model", "greedy %", f"maj@{k} %", f"pass@{k} %", "parse fail %", "pairs used"]
+    # "trained on": preference pairs (irpo, dpo) or SFT examples (star, sft_gold) of the
+    # iteration that made the model.
+    head = ["model", "greedy %", f"maj@{k} %", f"pass@{k} %", "parse fail %", "trained on"]
     if with_run:
         head = ["run", "method", *head]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
