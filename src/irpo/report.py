@@ -133,11 +133,20 @@ def _pyplot() -> Any:
 def plot_accuracy(runs: dict[str, list[Row]], path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in runs.items():
+    for i, (name, rows) in enumerate(runs.items()):
         xs = [r.model for r in rows]
-        ax.plot(xs, [r.greedy for r in rows], marker="o", label=f"{name} greedy")
+        color = f"C{i}"  # one colour per run: solid greedy, dashed maj@k
+        ax.plot(xs, [r.greedy for r in rows], marker="o", color=color, label=f"{name} greedy")
         if any(r.k for r in rows):
-            ax.plot(xs, [r.maj for r in rows], marker="s", ls="--", label=f"{name} maj@{rows[0].k}")
+            ax.plot(
+                xs,
+                [r.maj for r in rows],
+                marker="s",
+                ls="--",
+                color=color,
+                label=f"{name} maj@{rows[0].k}",
+            )
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("model (0 = seed, t = after iteration t)")
     ax.set_ylabel("held-out accuracy (%)")
     ax.grid(alpha=0.3)
