@@ -3,9 +3,13 @@
 Rows, each run in its own subprocess so that its peak RSS (getrusage ru_maxrss) is its own:
   irpo            irpo.train.train_preference; the reference log-probs (M_t) are computed once
                   beforehand with the same model, which is then freed: one model in training memory.
+  irpo-gc         the same with TrainConfig.gradient_checkpointing=True.
   trl             TRL DPOTrainer, loss_type=["sigmoid", "sft"] (its IRPO-like objective; its NLL
-                  is a batch token mean), with its default resident reference model.
-  trl-precompute  the same with precompute_ref_log_probs=True (no reference model while training).
+                  is a batch token mean), with its defaults: a resident reference model and
+                  gradient checkpointing (TRL's configs default to gradient_checkpointing=True,
+                  which the Trainer applies in train(), on CPU too). The row sets it explicitly.
+  trl-nogc        the same with gradient_checkpointing=False.
+  trl-precompute  trl with precompute_ref_log_probs=True (no reference model while training).
 
 Held equal: the model (SmolLM2-135M-Instruct, float32, CPU), the pairs, the batch (4 pairs per
 optimizer step, no accumulation), AdamW at a constant learning rate with gradient clipping 1.0,
@@ -19,7 +23,9 @@ optimizer step, logging), so model loading, data preparation and saving are not 
 
 Commands:
     flock /tmp/irpo-cpu.lock .venv/bin/python bench/bench_train.py --write docs/BENCHMARKS.md
+    flock /tmp/irpo-cpu.lock .venv/bin/python bench/bench_train.py --rows irpo-gc,trl-nogc
     .venv/bin/python bench/bench_train.py --smoke   # a tiny random model: checks the plumbing
+--write replaces the whole section with the rows of this run ("vs trl" needs the trl row in it).
 TRL is a bench-only dependency: `pip install -e '.[bench]'`.
 """
 
@@ -43,7 +49,24 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("IRPO_SHARED_DATA", REPO.parent / "shared" / "data"))
-ROWS = ("irpo", "trl", "trl-precompute")
+
+
+@dataclass(frozen=True)
+class Row:
+    trainer: str  # "irpo" or "trl"
+    checkpointing: bool  # gradient (activation) checkpointing
+    precompute: bool  # reference log-probs computed before training (irpo always does)
+    reference: str  # how the reference log-probs are had, for the table
+
+
+ROW_SPECS = {
+    "irpo": Row("irpo", False, True, "precomputed (load + pass {reference_s:.1f} s)"),
+    "irpo-gc": Row("irpo", True, True, "precomputed (load + pass {reference_s:.1f} s)"),
+    "trl": Row("trl", True, False, "resident model"),
+    "trl-nogc": Row("trl", False, False, "resident model"),
+    "trl-precompute": Row("trl", True, True, "precomputed (in setup)"),
+}
+ROWS = tuple(ROW_SPECS)
 SECTION = "## Training step"
 GSM8K_PROMPT = (
     "Your task is to answer the question below. Give step by step reasoning before you answer, "
@@ -142,7 +165,9 @@ def synthetic_pairs(tokenizer: Any, n: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the rows (workers)
 
 
-def run_irpo(model_path: str, pairs_file: Path, s: Settings, workdir: Path) -> dict[str, Any]:
+def run_irpo(
+    model_path: str, pairs_file: Path, s: Settings, workdir: Path, row: Row
+) -> dict[str, Any]:
     import gc
 
     from irpo.config import ModelConfig, TrainConfig
@@ -171,6 +196,7 @@ def run_irpo(model_path: str, pairs_file: Path, s: Settings, workdir: Path) -> d
         mixed_precision="no",
         log_every=1,
         ref_batch_size=s.ref_batch_size,
+        gradient_checkpointing=row.checkpointing,
     )
     train_preference(
         model_path,
@@ -185,7 +211,7 @@ def run_irpo(model_path: str, pairs_file: Path, s: Settings, workdir: Path) -> d
 
 
 def run_trl(
-    model_path: str, pairs_file: Path, s: Settings, workdir: Path, *, precompute: bool
+    model_path: str, pairs_file: Path, s: Settings, workdir: Path, row: Row
 ) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -215,11 +241,12 @@ def run_trl(
         weight_decay=0.0,
         optim="adamw_torch",
         max_grad_norm=1.0,
+        gradient_checkpointing=row.checkpointing,
         beta=s.beta,
         loss_type=["sigmoid", "sft"],
         loss_weights=[1.0, s.alpha],
         max_length=None,
-        precompute_ref_log_probs=precompute,
+        precompute_ref_log_probs=row.precompute,
         precompute_ref_batch_size=s.ref_batch_size,
         model_init_kwargs={"dtype": "float32"},
         use_cpu=True,
@@ -242,6 +269,8 @@ def run_trl(
     )
     setup_s = time.perf_counter() - start
     trainer.train()
+    if (on := trainer.model.is_activation_checkpointing) != row.checkpointing:
+        raise RuntimeError(f"TRL trained with checkpointing={on}, not {row.checkpointing}")
     return {"step_ends": step_ends, "setup_s": setup_s}
 
 
@@ -251,10 +280,9 @@ def worker(row: str, model_path: str, pairs_file: Path, s: Settings, out: Path) 
     torch.set_num_threads(1)
     start = time.perf_counter()
     workdir = out.parent / row
-    if row == "irpo":
-        result = run_irpo(model_path, pairs_file, s, workdir)
-    else:
-        result = run_trl(model_path, pairs_file, s, workdir, precompute=row == "trl-precompute")
+    spec = ROW_SPECS[row]
+    run = run_irpo if spec.trainer == "irpo" else run_trl
+    result = run(model_path, pairs_file, s, workdir, spec)
     ends = result.pop("step_ends")
     if len(ends) != s.warmup + s.steps:
         raise RuntimeError(f"{row}: expected {s.warmup + s.steps} step ends, got {len(ends)}")
@@ -289,22 +317,20 @@ def run_row(row: str, model_path: str, pairs_file: Path, s: Settings, tmp: Path)
 def table(results: list[dict[str, Any]]) -> str:
     base = next((r for r in results if r["row"] == "trl" and "error" not in r), None)
     lines = [
-        "| row | step time (s) | vs trl | peak RSS (MiB) | vs trl | reference log-probs | total (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| row | checkpointing | step time (s) | vs trl | peak RSS (MiB) | vs trl "
+        "| reference log-probs | total (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
             continue
-        ref = {
-            "irpo": f"precomputed (load + pass {r.get('reference_s', 0):.1f} s)",
-            "trl": "resident model",
-            "trl-precompute": "precomputed (in setup)",
-        }[r["row"]]
+        spec = ROW_SPECS[r["row"]]
+        ref = spec.reference.format(reference_s=r.get("reference_s", 0.0))
         vs_step = f"{r['step_s'] / base['step_s']:.2f}x" if base else "-"
         vs_mem = f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f}x" if base else "-"
         lines.append(
-            f"| {r['row']} | {r['step_s']:.2f} | {vs_step} | {r['peak_rss_mib']:.0f} | {vs_mem} "
-            f"| {ref} | {r['total_s']:.1f} |"
+            f"| {r['row']} | {'yes' if spec.checkpointing else 'no'} | {r['step_s']:.2f} "
+            f"| {vs_step} | {r['peak_rss_mib']:.0f} | {vs_mem} | {ref} | {r['total_s']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -360,7 +386,9 @@ docstring lists what is held equal.
 - Pairs: {pair_stats}.
 - Step time: mean wall time between the ends of consecutive timed optimizer steps. Peak RSS:
   `getrusage(RUSAGE_SELF).ru_maxrss` of the row's process (loading, reference pass and
-  training included). "vs trl" divides by the TRL row with its resident reference model.
+  training included). "vs trl" divides by the `trl` row: TRL's defaults, with its resident
+  reference model and gradient checkpointing. Checkpointing: gradient (activation) checkpointing
+  of the decoder layers in the trained model.
 
 {table(results)}
 
