@@ -179,6 +179,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                 out = measure_engine(model, tok, ids, spec["n"], spec["t"], spec["batch"])
         avg_prompt = sum(map(len, ids)) / len(ids)
         out.update(model_flops(model, avg_prompt + spec["t"] / 2))
+        out["prompt_flops"] = model_flops(model, avg_prompt / 2)["flops_per_token"]
+        out["prompt_tokens"] = sum(map(len, ids))
         out["avg_prompt_tokens"] = avg_prompt
         out["tokens_per_s"] = out["tokens"] / out["seconds"]
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -216,9 +218,12 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def summarize(results: list[dict[str, Any]]) -> list[str]:
+    """A Markdown table. Percentages are of the fp32 matmul peak: "generated" counts the FLOPs
+    of the generated tokens (without / with the LM head), "+ prompts" adds each prompt once."""
     lines = [
-        "| model | sampler | batch | questions x N x T | tokens/s | speed-up | % of fp32 matmul peak (w/o LM head / with) | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | sampler | batch | questions x N x T | tokens/s | vs naive "
+        "| % peak, generated (no head / head) | % peak, + prompts (no head) | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(r["model"] for r in results):
         peak = next(
@@ -227,16 +232,17 @@ def summarize(results: list[dict[str, Any]]) -> list[str]:
         naive = next(r for r in results if r["model"] == model and r["kind"] == "naive")
         for r in (x for x in results if x["model"] == model and x["kind"] != "gemm"):
             rate = r["tokens_per_s"]
-            body = 100 * rate * r["flops_per_token"] / 1e9 / peak
-            full = 100 * rate * (r["flops_per_token"] + r["lm_head_flops_per_token"]) / 1e9 / peak
-            batch = r.get("batch", r["n"])
+            gen = r["tokens"] * r["flops_per_token"]
+            head = r["tokens"] * r["lm_head_flops_per_token"]
+            prompts = r["prompt_tokens"] * r["prompt_flops"]
+            pct = [100 * f / r["seconds"] / 1e9 / peak for f in (gen, gen + head, gen + prompts)]
             lines.append(
-                f"| {model} | {'irpo' if r['kind'] == 'engine' else 'naive generate'} | {batch} "
-                f"| {r['questions']} x {r['n']} x {r['t']} | {rate:.0f} "
-                f"| {rate / naive['tokens_per_s']:.2f}x | {body:.0f} % / {full:.0f} % "
-                f"| {r['peak_rss_mib']:.0f} |"
+                f"| {model} | {'irpo' if r['kind'] == 'engine' else 'naive generate'} "
+                f"| {r.get('batch', r['n'])} | {r['questions']} x {r['n']} x {r['t']} "
+                f"| {rate:.0f} | {rate / naive['tokens_per_s']:.2f}x "
+                f"| {pct[0]:.0f} % / {pct[1]:.0f} % | {pct[2]:.0f} % | {r['peak_rss_mib']:.0f} |"
             )
-        lines.append(f"| {model} | fp32 matmul peak | | | {peak:.0f} GFLOP/s | | | |")
+        lines.append(f"| {model} | fp32 matmul peak | | | {peak:.0f} GFLOP/s | | | | |")
     return lines
 
 
@@ -262,6 +268,7 @@ def main() -> None:
         args.new_tokens, args.batch_sizes, args.naive_questions, args.min_questions = 8, [8], 1, 2
         args.samples = 4
     started = time.time()
+    load = os.getloadavg()
     results = []
     for spec in plan(args):
         results.append(run_worker(spec))
@@ -270,7 +277,8 @@ def main() -> None:
 
     header = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}, {args.threads} torch thread(s), {time.time() - started:.0f}s"
+        f"{torch.__version__}, {args.threads} torch thread(s), {time.time() - started:.0f}s, "
+        f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     print(header)
     print("\n".join(summarize(results)))

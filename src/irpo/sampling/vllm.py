@@ -103,7 +103,7 @@ class VllmEngine:
                             min_tokens=params.min_new_tokens,
                             seed=seed if params.temperature > 0 else None,
                             stop_token_ids=sorted(self.eos_ids),
-                            skip_special_tokens=False,
+                            detokenize=False,  # irpo decodes the kept tokens itself
                         )
                     )
             outputs = iter(self.llm.generate(prompts, sampling, use_tqdm=False))
