@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from irpo.models import encode_prompt
 from irpo.records import FinishReason
+from irpo.sampling.stopping import newline_token_ids
 
 
 @dataclass(frozen=True)
@@ -135,3 +137,27 @@ class Engine(Protocol):
         `on_step` after each decoding step.
         """
         ...
+
+
+class TokenizerSide:
+    """What every engine does with its tokenizer: prompts in, completion text out.
+
+    Engines set `tokenizer` and `chat_template`; this keeps the prompt encoding (the one
+    `irpo.models.encode_prompt`) and the decoding identical across engines.
+    """
+
+    tokenizer: Any
+    chat_template: str
+    _newline_ids: frozenset[int] | None = None
+
+    @property
+    def newline_ids(self) -> frozenset[int]:
+        if self._newline_ids is None:
+            self._newline_ids = newline_token_ids(self.tokenizer)
+        return self._newline_ids
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt, self.chat_template)[1]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))

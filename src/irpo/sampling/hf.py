@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from irpo.models import encode_prompt, eos_token_ids
+from irpo.models import eos_token_ids
 from irpo.records import FinishReason
 from irpo.sampling.draw import draw_tokens, uniform_stream
 from irpo.sampling.engine import (
@@ -32,6 +32,7 @@ from irpo.sampling.engine import (
     Progress,
     ProgressCallback,
     PromptRequest,
+    TokenizerSide,
 )
 from irpo.sampling.slots import (
     PrefillCache,
@@ -40,12 +41,12 @@ from irpo.sampling.slots import (
     check_supported,
     slot_attention_enabled,
 )
-from irpo.sampling.stopping import final_answer_end, newline_token_ids
+from irpo.sampling.stopping import final_answer_end
 
 log = logging.getLogger(__name__)
 
 
-class TransformersEngine:
+class TransformersEngine(TokenizerSide):
     """Samples from a loaded `transformers` causal LM (see the module docstring).
 
     batch_size: sequences decoded together. prefill_tokens: padded prompt tokens per prefill
@@ -72,7 +73,6 @@ class TransformersEngine:
         self.batch_size = batch_size
         self.prefill_tokens = prefill_tokens
         self.eos_ids = eos_token_ids(tokenizer, getattr(model, "generation_config", None))
-        self._newline_ids: frozenset[int] | None = None
         params = inspect.signature(model.forward).parameters
         # transformers 5 renamed `past_key_values` to `cache`.
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -91,18 +91,6 @@ class TransformersEngine:
     def device(self) -> torch.device:
         device: torch.device = next(self.model.parameters()).device
         return device
-
-    @property
-    def newline_ids(self) -> frozenset[int]:
-        if self._newline_ids is None:
-            self._newline_ids = newline_token_ids(self.tokenizer)
-        return self._newline_ids
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt, self.chat_template)[1]
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
 
     def generate(
         self,

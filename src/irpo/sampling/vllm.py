@@ -23,15 +23,22 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from irpo.errors import IrpoError
-from irpo.models import encode_prompt, eos_token_ids, load_generation_config, load_tokenizer
+from irpo.models import eos_token_ids, load_generation_config, load_tokenizer
 from irpo.records import FinishReason
-from irpo.sampling.engine import Completion, DecodeParams, Progress, ProgressCallback, PromptRequest
-from irpo.sampling.stopping import cut_at_final_answer, newline_token_ids
+from irpo.sampling.engine import (
+    Completion,
+    DecodeParams,
+    Progress,
+    ProgressCallback,
+    PromptRequest,
+    TokenizerSide,
+)
+from irpo.sampling.stopping import cut_at_final_answer
 
 log = logging.getLogger(__name__)
 
 
-class VllmEngine:
+class VllmEngine(TokenizerSide):
     name = "vllm"
 
     def __init__(
@@ -61,19 +68,6 @@ class VllmEngine:
             **llm_kwargs,
         )
         self.eos_ids = eos_token_ids(self.tokenizer, load_generation_config(model_path))
-        self._newline_ids: frozenset[int] | None = None
-
-    @property
-    def newline_ids(self) -> frozenset[int]:
-        if self._newline_ids is None:
-            self._newline_ids = newline_token_ids(self.tokenizer)
-        return self._newline_ids
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt, self.chat_template)[1]
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
 
     def generate(
         self,
