@@ -398,7 +398,14 @@ def test_checkpoint_loads_with_from_pretrained(model_dir: Path, tmp_path: Path) 
 
 def test_gradient_checkpointing_gives_the_same_steps(model_dir: Path, tmp_path: Path) -> None:
     pairs = make_pairs(4)
-    a = train_preference(str(model_dir), pairs, tiny_cfg(max_steps=2), tmp_path / "a", seed=0)
+    assert TrainConfig().gradient_checkpointing  # on by default
+    a = train_preference(
+        str(model_dir),
+        pairs,
+        tiny_cfg(max_steps=2, gradient_checkpointing=False),
+        tmp_path / "a",
+        seed=0,
+    )
     b = train_preference(
         str(model_dir),
         pairs,

@@ -107,7 +107,10 @@ class TrainConfig(_Section):
     max_steps: int | None = Field(default=None, ge=1)
     max_grad_norm: float | None = Field(default=1.0, gt=0.0)
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = True
+    """Recompute each decoder layer's activations in the backward pass: about a third more
+    compute for a much smaller peak (docs/BENCHMARKS.md). TRL's default too; tiny models, whose
+    activations are small, train faster without it."""
     lora: dict[str, Any] | None = None
     """peft LoraConfig arguments; the adapter is merged into the saved checkpoint."""
     log_every: int = Field(default=1, ge=1)

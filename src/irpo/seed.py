@@ -95,6 +95,7 @@ def build_seed_model(config: RunConfig, task: Task, *, progress: Any = None) -> 
         epochs=1000.0,
         max_grad_norm=1.0,
         mixed_precision="no",
+        gradient_checkpointing=False,  # a small model: little activation memory to save
         save_every=max(1, seed_cfg.steps // 5),
     )
     result = train_sft(

@@ -29,6 +29,7 @@ from torch import Tensor
 from irpo.config import ModelConfig, TrainConfig
 from irpo.errors import IrpoError
 from irpo.records import read_json, write_json
+from irpo.train.allocator import pin_mmap_threshold
 from irpo.train.checkpoint import (
     TrainDir,
     read_settings,
@@ -121,6 +122,7 @@ def fit(
     if resume and tdir.result.exists():
         log.info("training in %s is already finished", tdir.root)
         return TrainResult.from_dict(read_json_dict(tdir.result))
+    pin_mmap_threshold()
     forget_previous_training()
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from irpo.records import Pair
+from irpo.train.allocator import pin_mmap_threshold
 from irpo.train.batching import pair_rows
 from irpo.train.scoring import SequenceScorer
 
@@ -27,6 +28,7 @@ def compute_reference_logps(
     scored `batch_size` at a time (2 * batch_size rows), longest first, so that rows of similar
     length share a batch and padding stays small.
     """
+    pin_mmap_threshold()
     scores = score_pairs(
         model, pairs, range(len(pairs)), batch_size=batch_size, response_only=response_only
     )
