@@ -207,3 +207,64 @@ def test_evaluate_model_writes_metrics_and_details(tmp_path: Path) -> None:
             seed=5,
             out_path=out,
         )
+
+
+def _same_fraction(a: str, b: str) -> bool:
+    from fractions import Fraction
+
+    return Fraction(a) == Fraction(b)
+
+
+def test_votes_group_by_the_tasks_equivalence() -> None:
+    # "1/2" and "0.5" are one answer under the equivalence: 2 votes each for 1/2 and 1/3, and
+    # 1/2 was voted first. As strings, "1/3" has the only two votes.
+    samples = [_s(0, "1/2", True), _s(1, "1/3"), _s(2, "0.5", True), _s(3, "1/3")]
+    by_string = majority_vote(samples)
+    by_value = majority_vote(samples, _same_fraction)
+    assert by_string is not None and by_value is not None
+    assert (by_string.index, by_string.answer) == (1, "1/3")
+    assert (by_value.index, by_value.answer) == (0, "1/2")
+
+    problem = Problem(id="q", question="?", answer="1/2")
+    r = score_question(problem, None, samples, _same_fraction)
+    assert (r.maj_answer, r.maj_correct, r.maj_votes) == ("1/2", True, 2)
+    assert r.answers == {"1/2": 2, "1/3": 2}
+    r = score_question(problem, None, samples)
+    assert (r.maj_answer, r.maj_correct, r.maj_votes) == ("1/3", False, 2)
+    assert r.answers == {"1/2": 1, "1/3": 2, "0.5": 1}
+
+    # evaluate_samples passes the equivalence on: maj@4 is 1.0 with it, 0.0 without
+    assert (
+        evaluate_samples([problem], None, samples, 4, same_answer=_same_fraction).maj_accuracy
+        == 1.0
+    )
+    assert evaluate_samples([problem], None, samples, 4).maj_accuracy == 0.0
+
+
+def test_math_votes_group_by_math_verify_equivalence() -> None:
+    """MATH's majority vote counts "0.5", "\\frac{1}{2}" and "\\dfrac12" as one answer."""
+    task = get_task("math")
+    try:
+        problem = Problem(id="q", question="?", answer="\\frac{1}{2}")
+        texts = [
+            "Final answer: $\\frac{1}{3}$",
+            "Final answer: $0.5$",
+            "Final answer: $\\frac{1}{3}$",
+            "Final answer: $\\dfrac12$",
+            "Final answer: $\\frac{1}{2}$",
+        ]
+        samples = []
+        for i, text in enumerate(texts):
+            v = task.score(text, problem)
+            samples.append(Sample("q", i, text, [i], "eos", v.answer, v.correct))
+        r = score_question(problem, None, samples, task.same_answer)
+        assert (r.maj_answer, r.maj_correct, r.maj_votes) == ("0.5", True, 3)
+        assert r.answers == {"\\frac{1}{3}": 2, "0.5": 3}
+        assert task.same_answer("0.5", "\\frac{1}{2}")
+        assert not task.same_answer("0.5", "\\frac{1}{3}")
+        # the base rule for other tasks: equal strings
+        assert get_task("gsm8k").same_answer("3", "3") and not get_task("gsm8k").same_answer(
+            "3", "3.0"
+        )
+    finally:
+        task.judge.close()  # type: ignore[attr-defined]

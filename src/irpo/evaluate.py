@@ -6,16 +6,19 @@ samples in, metrics out) and uses the task's normalised answer (`Verdict.answer`
 the same normaliser that labels training pairs. `evaluate_model` is the part that runs a model:
 it samples through `irpo.sampling.sample_problems` (resumable) and aggregates.
 
-Majority vote rule: votes are grouped by normalised answer; unparseable samples do not vote;
-the answer with the most votes wins, and a tie goes to the tied answer whose first vote has
-the lowest sample index. A question with no parseable sample has no majority answer (wrong).
+Majority vote rule: votes are grouped by answer; unparseable samples do not vote; the group
+with the most votes wins, and a tie goes to the tied group whose first vote has the lowest
+sample index. A question with no parseable sample has no majority answer (wrong). Answers are
+grouped by the task's `same_answer`: equal normalised strings for the numeric tasks, and
+Math-Verify equivalence for MATH, so "0.5" and "\\frac{1}{2}" are one vote group there. A
+group is named by its first answer (lowest sample index), and each new answer joins the first
+group whose name it equals.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,17 +36,41 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- pure aggregation
 
 
-def majority_vote(samples: Sequence[Sample]) -> Sample | None:
-    """The first sample (lowest index) of the winning answer, or None when none parsed.
+SameAnswer = Callable[[str, str], bool]
+"""(first answer of a vote group, another answer) -> whether they are the same answer."""
 
-    Winning answer: most votes among parsed answers; ties go to the answer voted first.
+
+def _exact(a: str, b: str) -> bool:
+    return a == b
+
+
+def vote_groups(
+    samples: Sequence[Sample], same_answer: SameAnswer | None = None
+) -> list[list[Sample]]:
+    """Parsed samples grouped by answer, in index order, groups in order of first vote."""
+    same = same_answer or _exact
+    groups: list[list[Sample]] = []
+    for s in sorted((s for s in samples if s.answer is not None), key=lambda s: s.index):
+        assert s.answer is not None
+        group = next((g for g in groups if same(str(g[0].answer), s.answer)), None)
+        if group is None:
+            groups.append([s])
+        else:
+            group.append(s)
+    return groups
+
+
+def majority_vote(
+    samples: Sequence[Sample], same_answer: SameAnswer | None = None
+) -> Sample | None:
+    """The first sample (lowest index) of the winning group, or None when none parsed.
+
+    Winning group: most votes among parsed answers; ties go to the group voted first.
     """
-    ordered = sorted((s for s in samples if s.answer is not None), key=lambda s: s.index)
-    if not ordered:
+    groups = vote_groups(samples, same_answer)
+    if not groups:
         return None
-    votes = Counter(s.answer for s in ordered)
-    top = max(votes.values())
-    return next(s for s in ordered if votes[s.answer] == top)
+    return max(groups, key=len)[0]  # max keeps the first of equal lengths: the earliest group
 
 
 @dataclass(frozen=True)
@@ -63,25 +90,28 @@ class QuestionResult:
     num_correct: int | None = None
     num_unparseable: int | None = None
     answers: dict[str, int] | None = None
-    """Votes per parsed answer, in order of first vote."""
+    """Votes per answer group (named by its first answer), in order of first vote."""
 
 
 def score_question(
-    problem: Problem, greedy: Sample | None, samples: Sequence[Sample] | None
+    problem: Problem,
+    greedy: Sample | None,
+    samples: Sequence[Sample] | None,
+    same_answer: SameAnswer | None = None,
 ) -> QuestionResult:
     """Greedy verdict and maj/pass verdicts of one question from its scored samples."""
     fields: dict[str, Any] = {"problem_id": problem.id, "gold": problem.answer}
     if greedy is not None:
         fields.update(greedy_answer=greedy.answer, greedy_correct=bool(greedy.correct))
     if samples is not None:
-        winner = majority_vote(samples)
-        answers = Counter(
-            s.answer for s in sorted(samples, key=lambda s: s.index) if s.answer is not None
-        )
+        groups = vote_groups(samples, same_answer)
+        top = max(groups, key=len) if groups else None
+        winner = top[0] if top else None
+        answers = {str(g[0].answer): len(g) for g in groups}
         fields.update(
             maj_answer=winner.answer if winner else None,
             maj_correct=bool(winner.correct) if winner else False,
-            maj_votes=answers[winner.answer] if winner and winner.answer else 0,
+            maj_votes=len(top) if top else 0,
             pass_correct=any(s.correct for s in samples),
             num_correct=sum(bool(s.correct) for s in samples),
             num_unparseable=sum(s.answer is None for s in samples),
@@ -145,8 +175,12 @@ def evaluate_samples(
     sampled: Sequence[Sample] | None,
     k: int,
     settings: dict[str, Any] | None = None,
+    same_answer: SameAnswer | None = None,
 ) -> EvalResult:
-    """Metrics from scored samples: greedy (one per problem) and/or K sampled per problem."""
+    """Metrics from scored samples: greedy (one per problem) and/or K sampled per problem.
+
+    `same_answer` groups majority votes (default: equal answer strings; `Task.same_answer`).
+    """
     greedy_by = {s.problem_id: s for s in greedy or ()}
     sampled_by: dict[str, list[Sample]] = {}
     for s in sampled or ():
@@ -156,6 +190,7 @@ def evaluate_samples(
             p,
             greedy_by.get(p.id) if greedy is not None else None,
             sampled_by.get(p.id, []) if sampled is not None else None,
+            same_answer,
         )
         for p in problems
     ]
@@ -228,7 +263,9 @@ def evaluate_model(
                 engine, task, problems, sampled_params, path, progress=progress, stream="eval"
             )
             sampled = read_samples(path)
-    result = evaluate_samples(problems, greedy, sampled, eval_cfg.maj_k, settings)
+    result = evaluate_samples(
+        problems, greedy, sampled, eval_cfg.maj_k, settings, same_answer=task.same_answer
+    )
     if out_path is not None:
         write_json(out_path, result.to_dict())
     log.info(

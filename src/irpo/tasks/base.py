@@ -67,6 +67,11 @@ class Task(ABC):
         Never raises on any input string; model output is never evaluated as code.
         """
 
+    def same_answer(self, first: str, other: str) -> bool:
+        """Whether two normalised answers (`Verdict.answer`) state the same answer: how majority
+        votes are grouped. Equal strings by default; MATH asks Math-Verify."""
+        return first == other
+
     def gold_completion(self, problem: Problem) -> str | None:
         """The gold solution written the way the model is asked to answer, or None.
 

@@ -148,6 +148,10 @@ class MathTask(RowTask):
             return Verdict(answer=None, correct=False)
         return Verdict(answer=answer, correct=self.judge.same_answer(problem.answer, answer))
 
+    def same_answer(self, first: str, other: str) -> bool:
+        """Math-Verify equivalence ("0.5" and "\\frac{1}{2}" are one majority-vote group)."""
+        return self.judge.same_answer(first, other)
+
     def gold_completion(self, problem: Problem) -> str | None:
         if problem.solution is None:
             return None
