@@ -28,6 +28,15 @@ def _s(index: int, answer: str | None, correct: bool = False, pid: str = "q") ->
     return Sample(pid, index, f"text {index}", [index], "eos", answer, correct)
 
 
+def _scored(task: Any, problem: Problem, texts: Sequence[str]) -> list[Sample]:
+    """Sample i is texts[i], with the task's verdict."""
+    verdicts = [task.score(text, problem) for text in texts]
+    return [
+        Sample(problem.id, i, text, [i], "eos", v.answer, v.correct)
+        for i, (text, v) in enumerate(zip(texts, verdicts, strict=True))
+    ]
+
+
 def test_majority_vote_tie_goes_to_the_answer_voted_first() -> None:
     # "2" and "1" have two votes each; "2" was voted first (index 1), so it wins
     samples = [_s(0, None), _s(1, "2"), _s(2, "1", True), _s(3, "2"), _s(4, "1", True)]
@@ -60,10 +69,7 @@ def test_votes_group_by_the_tasks_normalised_answer() -> None:
         "Final answer: **1080**",
         "no answer here",
     ]
-    samples = []
-    for i, text in enumerate(texts):
-        v = task.score(text, problem)
-        samples.append(Sample("q", i, text, [], "eos", v.answer, v.correct))
+    samples = _scored(task, problem, texts)
     result = score_question(problem, None, samples)
     assert result.maj_answer == "1080"
     assert result.maj_votes == 3
@@ -253,10 +259,7 @@ def test_math_votes_group_by_math_verify_equivalence() -> None:
             "Final answer: $\\dfrac12$",
             "Final answer: $\\frac{1}{2}$",
         ]
-        samples = []
-        for i, text in enumerate(texts):
-            v = task.score(text, problem)
-            samples.append(Sample("q", i, text, [i], "eos", v.answer, v.correct))
+        samples = _scored(task, problem, texts)
         r = score_question(problem, None, samples, task.same_answer)
         assert (r.maj_answer, r.maj_correct, r.maj_votes) == ("0.5", True, 3)
         assert r.answers == {"\\frac{1}{3}": 2, "0.5": 3}

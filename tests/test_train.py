@@ -399,21 +399,17 @@ def test_checkpoint_loads_with_from_pretrained(model_dir: Path, tmp_path: Path) 
 def test_gradient_checkpointing_gives_the_same_steps(model_dir: Path, tmp_path: Path) -> None:
     pairs = make_pairs(4)
     assert TrainConfig().gradient_checkpointing  # on by default
-    a = train_preference(
-        str(model_dir),
-        pairs,
-        tiny_cfg(max_steps=2, gradient_checkpointing=False),
-        tmp_path / "a",
-        seed=0,
+    off, on = (
+        train_preference(
+            str(model_dir),
+            pairs,
+            tiny_cfg(max_steps=2, gradient_checkpointing=checkpointing),
+            tmp_path / str(checkpointing),
+            seed=0,
+        )
+        for checkpointing in (False, True)
     )
-    b = train_preference(
-        str(model_dir),
-        pairs,
-        tiny_cfg(max_steps=2, gradient_checkpointing=True),
-        tmp_path / "b",
-        seed=0,
-    )
-    assert max_diff(load_weights(a.model_dir), load_weights(b.model_dir)) < 1e-6
+    assert max_diff(load_weights(off.model_dir), load_weights(on.model_dir)) < 1e-6
 
 
 def test_trainings_with_other_precisions_follow_each_other(model_dir: Path, tmp_path: Path) -> None:
