@@ -15,7 +15,9 @@ DPO), sft_gold (SFT on the gold solutions of the run's training questions) or st
 iteration t's correct samples). The preference objective re-pairs the samples (with fresh
 reference log-probs) when a `pairs.*` setting is overridden or with `--step-checked` (arith
 only), which first marks as wrong every "correct" sample whose written steps contain an
-arithmetic error, to measure what lucky guesses among the winners cost.
+arithmetic error, to measure what lucky guesses among the winners cost. `--rejected-errors
+last|early` (arith) keeps only the pairs whose loser goes wrong first at its last step, or
+earlier: with an early error, the loser's later steps are right arithmetic on a wrong value.
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ def steps_are_right(text: str) -> bool:
     return True
 
 
+def first_error(text: str) -> tuple[int | None, int]:
+    """(index of the first wrong step, number of steps) of an arith solution; a step is wrong when
+    its arithmetic is, or when it does not start from the previous step's result."""
+    steps = _STEP.findall(text)
+    previous = None
+    for i, (a, op, b, c) in enumerate(steps):
+        x, y = int(a), int(b)
+        if (previous is not None and x != previous) or {"+": x + y, "-": x - y, "*": x * y}[
+            op
+        ] != int(c):
+            return i, len(steps)
+        previous = int(c)
+    return None, len(steps)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_dir", type=Path)
@@ -46,6 +63,11 @@ def main() -> None:
     p.add_argument("--iteration", type=int, default=0, help="t: train M_{t+1} from M_t")
     p.add_argument("--objective", choices=("preference", "sft_gold", "star"), default="preference")
     p.add_argument("--step-checked", action="store_true")
+    p.add_argument(
+        "--rejected-errors",
+        choices=("last", "early"),
+        help="keep only the pairs whose loser's first wrong step is its last step / an earlier one",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--out", type=Path, default=Path("runs/one_round"))
     a = p.parse_args()
@@ -87,6 +109,13 @@ def main() -> None:
             del model
         else:
             pairs = read_pairs(it.pairs)
+        if a.rejected_errors:
+            kept = []
+            for pair in pairs:
+                i, n = first_error(pair.rejected)
+                if i is not None and (i == n - 1) == (a.rejected_errors == "last"):
+                    kept.append(pair)
+            pairs = kept
         result = train_preference(model_t, pairs, train, out / "train", **common)
         examples = len(pairs)
     else:
@@ -122,7 +151,9 @@ def main() -> None:
     before = read_json(source.eval_path(a.iteration))
     row = {
         "name": a.name,
-        "objective": a.objective + (" step-checked" if a.step_checked else ""),
+        "objective": a.objective
+        + (" step-checked" if a.step_checked else "")
+        + (f" rejected-errors={a.rejected_errors}" if a.rejected_errors else ""),
         "overrides": a.overrides,
         "examples": examples,
         "steps": result.steps,
