@@ -1,4 +1,5 @@
-"""The training process pins glibc's mmap threshold, so freed activations go back to the OS."""
+"""A large model's training holds glibc's mmap threshold low, so freed activations go back to
+the OS; a small model's does not (it would only slow it down)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -20,9 +22,9 @@ PROBE = textwrap.dedent(
     """
     import os, sys
     import torch
-    from irpo.train.allocator import pin_mmap_threshold
+    from irpo.train.allocator import LOW_THRESHOLD, set_mmap_threshold
 
-    pinned = pin_mmap_threshold() if sys.argv[1] == "pin" else False
+    pinned = set_mmap_threshold(LOW_THRESHOLD) if sys.argv[1] == "pin" else False
 
     def rss_mib():
         with open("/proc/self/statm") as f:
@@ -70,8 +72,31 @@ def test_keep_malloc_opts_out() -> None:
     assert retained > 200
 
 
-def test_pin_is_idempotent() -> None:
-    from irpo.train.allocator import pin_mmap_threshold
+class _Model:
+    def __init__(self, numel: int) -> None:
+        import torch
 
-    first = pin_mmap_threshold()
-    assert pin_mmap_threshold() is first
+        self.weights = [torch.empty(numel, device="meta")]
+
+    def parameters(self) -> list[Any]:
+        return self.weights
+
+
+def test_threshold_is_held_only_for_large_models_and_only_inside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from irpo.train import allocator
+
+    calls: list[int] = []
+
+    def record(nbytes: int) -> bool:
+        calls.append(nbytes)
+        return True
+
+    monkeypatch.setattr(allocator, "set_mmap_threshold", record)
+    with allocator.low_fragmentation(_Model(allocator.MIN_PARAMETERS - 1)) as held:
+        assert not held and calls == []
+    assert calls == []
+    with allocator.low_fragmentation(_Model(allocator.MIN_PARAMETERS)) as held:
+        assert held and calls == [128 * 1024]
+    assert calls == [128 * 1024, 32 * 1024 * 1024]  # glibc's own ceiling again after the block

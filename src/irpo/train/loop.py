@@ -29,7 +29,7 @@ from torch import Tensor
 from irpo.config import ModelConfig, TrainConfig
 from irpo.errors import IrpoError
 from irpo.records import read_json, write_json
-from irpo.train.allocator import pin_mmap_threshold
+from irpo.train.allocator import low_fragmentation
 from irpo.train.checkpoint import (
     TrainDir,
     read_settings,
@@ -122,7 +122,6 @@ def fit(
     if resume and tdir.result.exists():
         log.info("training in %s is already finished", tdir.root)
         return TrainResult.from_dict(read_json_dict(tdir.result))
-    pin_mmap_threshold()
     forget_previous_training()
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
@@ -156,7 +155,8 @@ def fit(
     start_step = _resume_state(accelerator, tdir) if resume else 0
     loop = _Loop(accelerator, scorer, optimizer, scheduler, plan, job, examples, cfg, tdir)
     started = time.perf_counter()
-    final_metrics = loop.run(start_step, log_fn, progress)
+    with low_fragmentation(model):
+        final_metrics = loop.run(start_step, log_fn, progress)
 
     _save_final(accelerator, scorer, model_path, cfg, tdir)
     result = TrainResult(

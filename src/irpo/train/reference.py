@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from irpo.records import Pair
-from irpo.train.allocator import pin_mmap_threshold
+from irpo.train.allocator import low_fragmentation
 from irpo.train.batching import pair_rows
 from irpo.train.scoring import SequenceScorer
 
@@ -28,10 +28,10 @@ def compute_reference_logps(
     scored `batch_size` at a time (2 * batch_size rows), longest first, so that rows of similar
     length share a batch and padding stays small.
     """
-    pin_mmap_threshold()
-    scores = score_pairs(
-        model, pairs, range(len(pairs)), batch_size=batch_size, response_only=response_only
-    )
+    with low_fragmentation(model):
+        scores = score_pairs(
+            model, pairs, range(len(pairs)), batch_size=batch_size, response_only=response_only
+        )
     for pair, (chosen, rejected) in zip(pairs, scores, strict=True):
         pair.ref_chosen_logp = chosen
         pair.ref_rejected_logp = rejected
