@@ -29,30 +29,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from irpo.tasks.arith import apply_operation
+
 _STEP = re.compile(r"(-?\d+)([+\-*])(\d+)=(-?\d+)")
+
+
+def _steps(text: str) -> list[tuple[int, str, int, int]]:
+    """The written steps `a op b = c` of an arith solution, as (a, op, b, c)."""
+    return [(int(a), op, int(b), int(c)) for a, op, b, c in _STEP.findall(text)]
 
 
 def steps_are_right(text: str) -> bool:
     """Every written step `a op b = c` of an arith solution is arithmetically right."""
-    for a, op, b, c in _STEP.findall(text):
-        x, y = int(a), int(b)
-        if {"+": x + y, "-": x - y, "*": x * y}[op] != int(c):
-            return False
-    return True
+    return all(apply_operation(a, op, b) == c for a, op, b, c in _steps(text))
 
 
 def first_error(text: str) -> tuple[int | None, int]:
     """(index of the first wrong step, number of steps) of an arith solution; a step is wrong when
     its arithmetic is, or when it does not start from the previous step's result."""
-    steps = _STEP.findall(text)
-    previous = None
+    steps = _steps(text)
     for i, (a, op, b, c) in enumerate(steps):
-        x, y = int(a), int(b)
-        if (previous is not None and x != previous) or {"+": x + y, "-": x - y, "*": x * y}[
-            op
-        ] != int(c):
+        if (i > 0 and a != steps[i - 1][3]) or apply_operation(a, op, b) != c:
             return i, len(steps)
-        previous = int(c)
     return None, len(steps)
 
 
@@ -75,7 +73,7 @@ def main() -> None:
     from irpo.cli.app import setup_logging
     from irpo.config import load_config
     from irpo.evaluate import evaluate_model
-    from irpo.loop import Pipeline, pair_samples
+    from irpo.loop import Pipeline, gold_tokens, model_path, pair_samples, prompt_tokens
     from irpo.models import load_model, load_tokenizer
     from irpo.records import read_json, read_pairs, read_samples
     from irpo.rundir import RunDir
@@ -88,10 +86,10 @@ def main() -> None:
     out = a.out / a.name
     if out.exists():
         raise SystemExit(f"{out} exists: choose another --name or remove it")
-    # A pipeline over a scratch run folder gives the run's task, problems and prompts.
+    # A pipeline over a scratch run folder gives the run's task and problems.
     pipe = Pipeline(cfg, out / "run")
-    model_t = Pipeline.model_path(_Source(source, cfg), a.iteration)
-    pipe._tokenizer = load_tokenizer(model_t, cfg.model.trust_remote_code)
+    model_t = model_path(source, cfg, a.iteration)
+    tokenizer = load_tokenizer(model_t, cfg.model.trust_remote_code)
     it = source.iteration(a.iteration)
     train = cfg.train.model_copy(update={"alpha": 0.0}) if cfg.loop.method == "dpo" else cfg.train
     start = time.perf_counter()
@@ -102,7 +100,7 @@ def main() -> None:
             for s in samples:
                 s.correct = bool(s.correct and (not a.step_checked or steps_are_right(s.text)))
             pairs, _ = pair_samples(
-                pipe.task, pipe.train_problems, samples, pipe._tokenizer, cfg, seed=cfg.seed
+                pipe.task, pipe.train_problems, samples, tokenizer, cfg, seed=cfg.seed
             )
             model = load_model(model_t, dtype=cfg.model.dtype, device=cfg.model.device)
             compute_reference_logps(model, pairs, batch_size=cfg.train.ref_batch_size)
@@ -119,11 +117,11 @@ def main() -> None:
         result = train_preference(model_t, pairs, train, out / "train", **common)
         examples = len(pairs)
     else:
-        prompts = pipe._prompts(pipe.train_problems)
+        prompts = prompt_tokens(pipe.task, pipe.train_problems, tokenizer, cfg.model.chat_template)
         if a.objective == "sft_gold":
             sft = [
                 SftExample(prompt_ids=prompts[pid][1], response_ids=ids)
-                for pid, (_, ids) in pipe._gold(pipe.train_problems).items()
+                for pid, (_, ids) in gold_tokens(pipe.task, pipe.train_problems, tokenizer).items()
             ]
         else:
             sft = [
@@ -168,13 +166,6 @@ def main() -> None:
     }
     (out / "result.json").write_text(json.dumps(row, indent=1))
     print(json.dumps(row))
-
-
-class _Source:
-    """What `Pipeline.model_path` reads, for the source run (which is not opened for writing)."""
-
-    def __init__(self, run: Any, cfg: Any) -> None:
-        self.run, self.config = run, cfg
 
 
 if __name__ == "__main__":

@@ -98,14 +98,7 @@ class Pipeline:
         return self._tokenizer
 
     def model_path(self, t: int) -> str:
-        """M_0 is the seed model; M_{t+1} is iteration t's checkpoint."""
-        if t > 0:
-            return str(self.run.iteration(t - 1).model)
-        if self.config.model.name_or_path == SCRATCH:
-            return str(self.run.seed_dir)
-        from irpo.models import resolve_model_path
-
-        return resolve_model_path(self.config.model.name_or_path)
+        return model_path(self.run, self.config, t)
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunSummary:
@@ -391,6 +384,17 @@ def run(
 
 
 # --------------------------------------------------------------------------- stage helpers
+
+
+def model_path(run: RunDir, config: RunConfig, t: int) -> str:
+    """M_t of a run: M_0 is the seed model; M_{t+1} is iteration t's checkpoint."""
+    if t > 0:
+        return str(run.iteration(t - 1).model)
+    if config.model.name_or_path == SCRATCH:
+        return str(run.seed_dir)
+    from irpo.models import resolve_model_path
+
+    return resolve_model_path(config.model.name_or_path)
 
 
 def prompt_tokens(

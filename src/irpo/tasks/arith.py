@@ -52,7 +52,7 @@ class ArithProblem:
         value = self.start
         lines = []
         for op, n in self.steps:
-            result = _apply(value, op, n)
+            result = apply_operation(value, op, n)
             lines.append(f"{value}{op}{n}={result}.")
             value = result
         return " ".join(lines) + f" Final answer: {value}"
@@ -60,11 +60,12 @@ class ArithProblem:
     def answer(self) -> int:
         value = self.start
         for op, n in self.steps:
-            value = _apply(value, op, n)
+            value = apply_operation(value, op, n)
         return value
 
 
-def _apply(value: int, op: str, n: int) -> int:
+def apply_operation(value: int, op: str, n: int) -> int:
+    """`value op n` for op in + - *."""
     if op == "+":
         return value + n
     if op == "-":
@@ -150,7 +151,7 @@ class ArithTask(Task):
                 high = min(high, value)
             n = rng.randint(self.min_number, high)
             steps.append((op, n))
-            value = _apply(value, op, n)
+            value = apply_operation(value, op, n)
         return ArithProblem(start, tuple(steps))
 
     def generate(self, split: str, count: int) -> list[ArithProblem]:

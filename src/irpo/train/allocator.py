@@ -35,9 +35,8 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # <malloc.h>
 LOW_THRESHOLD = 128 * 1024  # glibc's own starting value
-HIGH_THRESHOLD = (
-    32 * 1024 * 1024
-)  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where glibc's adjustment ends
+# DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: where glibc's own adjustment ends.
+HIGH_THRESHOLD = 32 * 1024 * 1024
 MIN_PARAMETERS = 20_000_000
 
 
