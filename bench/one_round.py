@@ -6,8 +6,8 @@ line. Only training changes between probes, so a learning-rate or loss sweep ove
 costs a training and an evaluation each, not a whole run. The numbers in the "Reading" section
 of docs/RESULTS.md that compare training settings came from it:
 
-    python bench/one_round.py runs/table1/irpo --name lr1e-4 --set train.learning_rate=1e-4
-    python bench/one_round.py runs/table1/irpo --name gold --objective sft_gold \\
+    python bench/one_round.py runs/table1-annealed/irpo --name lr1e-4 --set train.learning_rate=1e-4
+    python bench/one_round.py runs/table1-annealed/irpo --name gold --objective sft_gold \\
         --set train.learning_rate=3e-4 --set train.schedule=cosine --set train.epochs=3
 
 --objective: preference (the run's pairs with their stored reference log-probs; alpha = 0 makes it

@@ -166,6 +166,9 @@ class SeedModelConfig(_Section):
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0.0)
     warmup_steps: int = Field(default=50, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """The learning rate after warmup: a cosine decay to zero (an annealed seed) or constant (a
+    seed stopped mid-training, like a checkpoint taken before the end of pretraining)."""
 
 
 Tracker = Literal["jsonl", "wandb", "tensorboard", "mlflow"]

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 def seed_key(config: RunConfig) -> str:
     """Everything that determines the seed model: its section, the task and the run seed."""
     assert config.seed_model is not None
+    section = config.seed_model.model_dump(mode="json")
+    if section["schedule"] == "cosine":
+        del section["schedule"]  # the keys of seeds cached before the option existed stay valid
     spec = {
-        "seed_model": config.seed_model.model_dump(mode="json"),
+        "seed_model": section,
         "task": config.task.name,
         "options": config.task.options,
         "train_source": config.task.train_source,
@@ -90,7 +93,7 @@ def build_seed_model(config: RunConfig, task: Task, *, progress: Any = None) -> 
         micro_batch_size=seed_cfg.batch_size,
         max_steps=seed_cfg.steps,
         warmup_steps=seed_cfg.warmup_steps,
-        schedule="cosine",
+        schedule=seed_cfg.schedule,
         weight_decay=0.1,
         epochs=1000.0,
         max_grad_norm=1.0,
