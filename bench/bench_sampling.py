@@ -133,6 +133,20 @@ def measure_engine(
     return {"tokens": tokens, "seconds": time.perf_counter() - start}
 
 
+def profile_engine(
+    model: Any, tok: Any, prompt_ids: list[list[int]], n: int, t: int, batch: int
+) -> list[tuple[str, float]]:
+    """The same generation once more under torch.profiler (untimed: the profiler slows it):
+    the operators with the largest share of self CPU time, as (name, %)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        measure_engine(model, tok, prompt_ids, n, t, batch)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, 100 * e.self_cpu_time_total / total) for e in events[:12]]
+
+
 def measure_naive(
     model: Any, tok: Any, prompt_ids: list[list[int]], n: int, t: int
 ) -> dict[str, Any]:
@@ -177,6 +191,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                 out = measure_naive(model, tok, ids, spec["n"], spec["t"])
             else:
                 out = measure_engine(model, tok, ids, spec["n"], spec["t"], spec["batch"])
+                if spec.get("profile"):
+                    args = (model, tok, ids, spec["n"], spec["t"], spec["batch"])
+                    out["profile"] = profile_engine(*args)
         avg_prompt = sum(map(len, ids)) / len(ids)
         out.update(model_flops(model, avg_prompt + spec["t"] / 2))
         out["prompt_flops"] = model_flops(model, avg_prompt / 2)["flops_per_token"]
@@ -205,14 +222,18 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     base = {"threads": args.threads, "n": args.samples, "t": args.new_tokens}
+    rows = sorted({64, 256, 1024, *args.batch_sizes})
     specs: list[dict[str, Any]] = []
     for model in args.models:
-        specs.append({**base, "kind": "gemm", "model": model, "rows": [64, 256, 1024]})
-        specs.append({**base, "kind": "naive", "model": model, "questions": args.naive_questions})
+        specs.append({**base, "kind": "gemm", "model": model, "rows": rows})
+        if not args.no_naive:
+            naive = {**base, "kind": "naive", "model": model, "questions": args.naive_questions}
+            specs.append(naive)
         for batch in args.batch_sizes:
             questions = max(args.min_questions, -(-2 * batch // args.samples))
             specs.append(
                 {**base, "kind": "engine", "model": model, "batch": batch, "questions": questions}
+                | ({"profile": True} if args.profile else {})
             )
     return specs
 
@@ -229,20 +250,31 @@ def summarize(results: list[dict[str, Any]]) -> list[str]:
         peak = next(
             r["peak_gflops"] for r in results if r["model"] == model and r["kind"] == "gemm"
         )
-        naive = next(r for r in results if r["model"] == model and r["kind"] == "naive")
+        naive = next((r for r in results if r["model"] == model and r["kind"] == "naive"), None)
         for r in (x for x in results if x["model"] == model and x["kind"] != "gemm"):
             rate = r["tokens_per_s"]
             gen = r["tokens"] * r["flops_per_token"]
             head = r["tokens"] * r["lm_head_flops_per_token"]
             prompts = r["prompt_tokens"] * r["prompt_flops"]
             pct = [100 * f / r["seconds"] / 1e9 / peak for f in (gen, gen + head, gen + prompts)]
+            vs_naive = f"{rate / naive['tokens_per_s']:.2f}x" if naive else "-"
             lines.append(
                 f"| {model} | {'irpo' if r['kind'] == 'engine' else 'naive generate'} "
                 f"| {r.get('batch', r['n'])} | {r['questions']} x {r['n']} x {r['t']} "
-                f"| {rate:.0f} | {rate / naive['tokens_per_s']:.2f}x "
+                f"| {rate:.0f} | {vs_naive} "
                 f"| {pct[0]:.0f} % / {pct[1]:.0f} % | {pct[2]:.0f} % | {r['peak_rss_mib']:.0f} |"
             )
         lines.append(f"| {model} | fp32 matmul peak | | | {peak:.0f} GFLOP/s | | | | |")
+    lines += ["", "fp32 matmul throughput on the layer shapes, at as many rows as the batch:", ""]
+    for r in (x for x in results if x["kind"] == "gemm"):
+        gflops = r["gflops"]
+        for m in r["rows"]:
+            shapes = {k.split("@")[0]: v for k, v in gflops.items() if k.endswith(f"@{m}")}
+            cells = ", ".join(f"{k} {v:.0f}" for k, v in shapes.items())
+            lines.append(f"- {r['model']}, {m} rows: {cells} GFLOP/s")
+    for r in (x for x in results if x.get("profile")):
+        top = ", ".join(f"{name} {pct:.1f} %" for name, pct in r["profile"])
+        lines.append(f"- profile, {r['model']} batch {r['batch']}: {top}")
     return lines
 
 
@@ -260,6 +292,10 @@ def main() -> None:
     parser.add_argument("--min-questions", type=int, default=8)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--out", type=Path, help="write the raw results as JSON")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile each engine row (top operators)"
+    )
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive loop's rows")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
