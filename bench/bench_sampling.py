@@ -191,16 +191,17 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                 out = measure_naive(model, tok, ids, spec["n"], spec["t"])
             else:
                 out = measure_engine(model, tok, ids, spec["n"], spec["t"], spec["batch"])
-                if spec.get("profile"):
+                if spec.get("profile"):  # after the peak-memory reading: the profiler's
+                    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                     args = (model, tok, ids, spec["n"], spec["t"], spec["batch"])
-                    out["profile"] = profile_engine(*args)
+                    out["profile"] = profile_engine(*args)  # event records take gigabytes
         avg_prompt = sum(map(len, ids)) / len(ids)
         out.update(model_flops(model, avg_prompt + spec["t"] / 2))
         out["prompt_flops"] = model_flops(model, avg_prompt / 2)["flops_per_token"]
         out["prompt_tokens"] = sum(map(len, ids))
         out["avg_prompt_tokens"] = avg_prompt
         out["tokens_per_s"] = out["tokens"] / out["seconds"]
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.setdefault("peak_rss_mib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["model_rss_mib"] = rss_before / 1024
     return {**spec, **out}
 
