@@ -60,17 +60,18 @@ def vote_groups(
     return groups
 
 
+def winning_group(groups: Sequence[list[Sample]]) -> list[Sample] | None:
+    """The group with the most votes, ties going to the group voted first; None without votes."""
+    return max(groups, key=len) if groups else None  # max keeps the first of equal lengths
+
+
 def majority_vote(
     samples: Sequence[Sample], same_answer: SameAnswer | None = None
 ) -> Sample | None:
-    """The first sample (lowest index) of the winning group, or None when none parsed.
-
-    Winning group: most votes among parsed answers; ties go to the group voted first.
-    """
-    groups = vote_groups(samples, same_answer)
-    if not groups:
-        return None
-    return max(groups, key=len)[0]  # max keeps the first of equal lengths: the earliest group
+    """The first sample (lowest index) of the winning group (`winning_group`), or None when
+    none parsed."""
+    top = winning_group(vote_groups(samples, same_answer))
+    return top[0] if top else None
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def score_question(
         fields.update(greedy_answer=greedy.answer, greedy_correct=bool(greedy.correct))
     if samples is not None:
         groups = vote_groups(samples, same_answer)
-        top = max(groups, key=len) if groups else None
+        top = winning_group(groups)
         winner = top[0] if top else None
         answers = {str(g[0].answer): len(g) for g in groups}
         fields.update(
