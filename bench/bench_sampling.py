@@ -82,6 +82,9 @@ def model_flops(model: Any, avg_context: float) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- measurements
 
+PEAK_ROWS = 1024
+"""Rows at which the layer shapes reach this machine's best fp32 matmul rate."""
+
 
 def measure_gemm(model: Any, rows: list[int]) -> dict[str, Any]:
     """fp32 torch.matmul throughput on the model's layer shapes, (rows x in) @ (in x out)."""
@@ -186,6 +189,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         out = measure_gemm(model, spec["rows"])
     else:
         ids = prompts(task_name, tok, spec["questions"])
+        # This machine's matmul rate drifts by 10-20 % over minutes (a shared host): the peak is
+        # measured again right before and right after the timed run, in this process.
+        peak_before = measure_gemm(model, [PEAK_ROWS])["peak_gflops"]
         with torch.inference_mode():
             if spec["kind"] == "naive":
                 out = measure_naive(model, tok, ids, spec["n"], spec["t"])
@@ -195,6 +201,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                     args = (model, tok, ids, spec["n"], spec["t"], spec["batch"])
                     out["profile"] = profile_engine(*args)  # event records take gigabytes
+        out["peak_gflops_around"] = (
+            peak_before + measure_gemm(model, [PEAK_ROWS])["peak_gflops"]
+        ) / 2
         avg_prompt = sum(map(len, ids)) / len(ids)
         out.update(model_flops(model, avg_prompt + spec["t"] / 2))
         out["prompt_flops"] = model_flops(model, avg_prompt / 2)["flops_per_token"]
@@ -227,8 +236,10 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = []
     for model in args.models:
         specs.append({**base, "kind": "gemm", "model": model, "rows": rows})
-        if not args.no_naive:
-            naive = {**base, "kind": "naive", "model": model, "questions": args.naive_questions}
+        for n in [] if args.no_naive else args.naive_samples or [args.samples]:
+            # as many sequences as the N = --samples row, at most --naive-questions questions
+            questions = max(1, min(args.naive_questions, args.naive_questions * args.samples // n))
+            naive = {**base, "kind": "naive", "model": model, "questions": questions, "n": n}
             specs.append(naive)
         for batch in args.batch_sizes:
             questions = max(args.min_questions, -(-2 * batch // args.samples))
@@ -240,32 +251,37 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def summarize(results: list[dict[str, Any]]) -> list[str]:
-    """A Markdown table. Percentages are of the fp32 matmul peak: "generated" counts the FLOPs
-    of the generated tokens (without / with the LM head), "+ prompts" adds each prompt once."""
+    """A Markdown table. Percentages are of the fp32 matmul peak measured around the row's run
+    (`peak_gflops_around`; the gemm worker's peak for rows measured without it). "all" counts
+    every model FLOP of the job: the generated tokens with the LM head, and each prompt once;
+    "generated" counts the generated tokens only, with / without the LM head."""
     lines = [
-        "| model | sampler | batch | questions x N x T | tokens/s | vs naive "
-        "| % peak, generated (no head / head) | % peak, + prompts (no head) | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | sampler | batch | questions x N x T | tokens/s | vs naive | peak GFLOP/s "
+        "| % peak: all | generated, head | generated, no head | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(r["model"] for r in results):
-        peak = next(
+        gemm_peak = next(
             r["peak_gflops"] for r in results if r["model"] == model and r["kind"] == "gemm"
         )
-        naive = next((r for r in results if r["model"] == model and r["kind"] == "naive"), None)
+        naive = {r["n"]: r for r in results if r["model"] == model and r["kind"] == "naive"}
         for r in (x for x in results if x["model"] == model and x["kind"] != "gemm"):
+            peak = r.get("peak_gflops_around", gemm_peak)
             rate = r["tokens_per_s"]
             gen = r["tokens"] * r["flops_per_token"]
             head = r["tokens"] * r["lm_head_flops_per_token"]
             prompts = r["prompt_tokens"] * r["prompt_flops"]
-            pct = [100 * f / r["seconds"] / 1e9 / peak for f in (gen, gen + head, gen + prompts)]
-            vs_naive = f"{rate / naive['tokens_per_s']:.2f}x" if naive else "-"
+            pct = [
+                100 * f / r["seconds"] / 1e9 / peak for f in (gen + head + prompts, gen + head, gen)
+            ]
+            same_n = naive.get(r["n"]) if r["kind"] == "engine" else None
+            vs_naive = f"{rate / same_n['tokens_per_s']:.2f}x" if same_n else "-"
             lines.append(
                 f"| {model} | {'irpo' if r['kind'] == 'engine' else 'naive generate'} "
                 f"| {r.get('batch', r['n'])} | {r['questions']} x {r['n']} x {r['t']} "
-                f"| {rate:.0f} | {vs_naive} "
-                f"| {pct[0]:.0f} % / {pct[1]:.0f} % | {pct[2]:.0f} % | {r['peak_rss_mib']:.0f} |"
+                f"| {rate:.0f} | {vs_naive} | {peak:.0f} "
+                f"| {pct[0]:.0f} % | {pct[1]:.0f} % | {pct[2]:.0f} % | {r['peak_rss_mib']:.0f} |"
             )
-        lines.append(f"| {model} | fp32 matmul peak | | | {peak:.0f} GFLOP/s | | | | |")
     lines += ["", "fp32 matmul throughput on the layer shapes, at as many rows as the batch:", ""]
     for r in (x for x in results if x["kind"] == "gemm"):
         gflops = r["gflops"]
@@ -297,6 +313,12 @@ def main() -> None:
         "--profile", action="store_true", help="also profile each engine row (top operators)"
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop's rows")
+    parser.add_argument(
+        "--naive-samples",
+        type=int,
+        nargs="+",
+        help="N of the naive rows (its batch: num_return_sequences); default: --samples",
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
