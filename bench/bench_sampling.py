@@ -244,12 +244,19 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             questions = max(1, min(args.naive_questions, args.naive_questions * args.samples // n))
             naive = {**base, "kind": "naive", "model": model, "questions": questions, "n": n}
             specs.append(naive)
-        for batch in args.batch_sizes:
-            questions = max(args.min_questions, -(-2 * batch // args.samples))
-            specs.append(
-                {**base, "kind": "engine", "model": model, "batch": batch, "questions": questions}
-                | ({"profile": True} if args.profile else {})
-            )
+        for _ in range(args.repeats):
+            for batch in args.batch_sizes:
+                questions = max(args.min_questions, -(-2 * batch // args.samples))
+                specs.append(
+                    {
+                        **base,
+                        "kind": "engine",
+                        "model": model,
+                        "batch": batch,
+                        "questions": questions,
+                    }
+                    | ({"profile": True} if args.profile else {})
+                )
     return specs
 
 
@@ -316,6 +323,9 @@ def main() -> None:
         "--profile", action="store_true", help="also profile each engine row (top operators)"
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop's rows")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run the engine rows this many times (in turn)"
+    )
     parser.add_argument(
         "--naive-samples",
         type=int,
