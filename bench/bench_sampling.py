@@ -7,14 +7,16 @@ Every sequence is forced to exactly T new tokens (min_new_tokens = max_new_token
 final-answer stop), so both generate the same number of tokens. Throughput counts generated
 tokens only; prompt processing is inside the timed region for both.
 
-Efficiency: model FLOPs per generated token (2 x non-embedding parameters + attention over the
-average context, and separately the LM head's 2 x hidden x vocab) times tokens/s, as a
-fraction of this machine's fp32 matmul throughput measured here with torch.matmul on the
-model's own layer shapes. Peak memory is the peak resident set of a fresh process per
-measurement.
+Efficiency: model FLOPs per second as a fraction of this machine's fp32 matmul peak, measured
+with torch.matmul on the model's own layer shapes, in each row's process right before and
+right after its timed run (the host's rate drifts). FLOPs per generated token: 2 x
+non-embedding parameters + attention over the average context, and separately the LM head's
+2 x hidden x vocab; per prompt token, the same without the head. Peak memory is the peak
+resident set of a fresh process per measurement.
 
 The numbers in docs/BENCHMARKS.md come from (two torch threads, under the shared CPU lock):
     flock /tmp/irpo-cpu.lock .venv/bin/python bench/bench_sampling.py --threads 2
+        --naive-samples 1 8 64 --batch-sizes 32 64 128 256 512   (one command line)
 A quick check while developing:
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_sampling.py --smoke
 """
