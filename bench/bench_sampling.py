@@ -88,9 +88,10 @@ PEAK_ROWS = 1024
 """Rows at which the layer shapes reach this machine's best fp32 matmul rate."""
 
 
-def measure_gemm(model: Any, rows: list[int]) -> dict[str, Any]:
+def measure_gemm(model: Any, rows: list[int], head: bool = True) -> dict[str, Any]:
     """fp32 torch.matmul throughput on the model's layer shapes, (rows x in) @ (in x out): the
-    best of 3 trials of about 20 GFLOP each (shorter windows here varied by up to 2x)."""
+    best of 3 trials of about 20 GFLOP each (shorter windows here varied by up to 2x). The LM
+    head's shape is reported but not part of the peak; head=False skips it."""
     import torch
 
     cfg = model.config
@@ -101,8 +102,9 @@ def measure_gemm(model: Any, rows: list[int]) -> dict[str, Any]:
         "kv": (h, kv),
         "up": (h, inter),
         "down": (inter, h),
-        "head": (h, cfg.vocab_size),
     }
+    if head:
+        shapes["head"] = (h, cfg.vocab_size)
     results: dict[str, Any] = {}
     for m in rows:
         for name, (k, n) in shapes.items():
@@ -196,7 +198,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         ids = prompts(task_name, tok, spec["questions"])
         # This machine's matmul rate drifts by 10-20 % over minutes (a shared host): the peak is
         # measured again right before and right after the timed run, in this process.
-        peak_before = measure_gemm(model, [PEAK_ROWS])["peak_gflops"]
+        peak_before = measure_gemm(model, [PEAK_ROWS], head=False)["peak_gflops"]
         with torch.inference_mode():
             if spec["kind"] == "naive":
                 out = measure_naive(model, tok, ids, spec["n"], spec["t"])
@@ -207,7 +209,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                     args = (model, tok, ids, spec["n"], spec["t"], spec["batch"])
                     out["profile"] = profile_engine(*args)  # event records take gigabytes
         out["peak_gflops_around"] = (
-            peak_before + measure_gemm(model, [PEAK_ROWS])["peak_gflops"]
+            peak_before + measure_gemm(model, [PEAK_ROWS], head=False)["peak_gflops"]
         ) / 2
         avg_prompt = sum(map(len, ids)) / len(ids)
         out.update(model_flops(model, avg_prompt + spec["t"] / 2))
