@@ -127,7 +127,7 @@ def measure_engine(
     model: Any, tok: Any, prompt_ids: list[list[int]], n: int, t: int, batch: int
 ) -> dict[str, Any]:
     from irpo.sampling.engine import DecodeParams, PromptRequest
-    from irpo.sampling.hf import TransformersEngine
+    from irpo.sampling.transformers_engine import TransformersEngine
 
     engine = TransformersEngine(model, tok, batch_size=batch)
     params = DecodeParams(0.8, 1.0, max_new_tokens=t, stop_at_final_answer=False, min_new_tokens=t)

@@ -73,8 +73,10 @@ def main() -> None:
     from irpo.cli.app import setup_logging
     from irpo.config import load_config
     from irpo.evaluate import evaluate_model
-    from irpo.loop import Pipeline, gold_tokens, model_path, pair_samples, prompt_tokens
+    from irpo.loop import Pipeline, model_path
+    from irpo.methods import get_method
     from irpo.models import load_model, load_tokenizer
+    from irpo.pair_stage import gold_tokens, pair_samples, prompt_tokens
     from irpo.records import read_json, read_pairs, read_samples
     from irpo.rundir import RunDir
     from irpo.sampling import make_engine
@@ -91,16 +93,21 @@ def main() -> None:
     model_t = model_path(source, cfg, a.iteration)
     tokenizer = load_tokenizer(model_t, cfg.model.trust_remote_code)
     it = source.iteration(a.iteration)
-    train = cfg.train.model_copy(update={"alpha": 0.0}) if cfg.loop.method == "dpo" else cfg.train
+    method = get_method(cfg.loop.method)
     start = time.perf_counter()
-    common: dict[str, Any] = dict(seed=cfg.seed + a.iteration, model_cfg=cfg.model)
+    common: dict[str, Any] = dict(seed=cfg.iteration_seed(a.iteration), model_cfg=cfg.model)
     if a.objective == "preference":
         if a.step_checked or any(o.startswith("pairs.") for o in a.overrides):
             samples = read_samples(it.samples)
             for s in samples:
                 s.correct = bool(s.correct and (not a.step_checked or steps_are_right(s.text)))
             pairs, _ = pair_samples(
-                pipe.task, pipe.train_problems, samples, tokenizer, cfg, seed=cfg.seed
+                pipe.task,
+                pipe.train_problems,
+                samples,
+                tokenizer,
+                cfg,
+                seed=cfg.iteration_seed(a.iteration),
             )
             model = load_model(model_t, dtype=cfg.model.dtype, device=cfg.model.device)
             compute_reference_logps(model, pairs, batch_size=cfg.train.ref_batch_size)
@@ -114,7 +121,14 @@ def main() -> None:
                 if i is not None and (i == n - 1) == (a.rejected_errors == "last"):
                     kept.append(pair)
             pairs = kept
-        result = train_preference(model_t, pairs, train, out / "train", **common)
+        result = train_preference(
+            model_t,
+            pairs,
+            cfg.train,
+            out / "train",
+            method=method if method.preference else "irpo",
+            **common,
+        )
         examples = len(pairs)
     else:
         prompts = prompt_tokens(pipe.task, pipe.train_problems, tokenizer, cfg.model.chat_template)
@@ -129,7 +143,7 @@ def main() -> None:
                 for s in read_samples(it.samples)
                 if s.correct and (not a.step_checked or steps_are_right(s.text))
             ]
-        result = train_sft(model_t, sft, train, out / "train", **common)
+        result = train_sft(model_t, sft, cfg.train, out / "train", **common)
         examples = len(sft)
     train_s = time.perf_counter() - start
     log = [json.loads(line) for line in (out / "train" / "train_log.jsonl").open()]
@@ -142,7 +156,7 @@ def main() -> None:
         pipe.eval_problems,
         cfg.eval,
         seed=cfg.seed,
-        max_new_tokens=cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens,
+        max_new_tokens=cfg.eval_max_new_tokens,
         stop_at_final_answer=cfg.sampling.stop_at_final_answer,
         out_path=out / "eval.json",
     )

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from irpo.cli.app import setup_logging
-from irpo.cli.run import demo_config_path
-from irpo.config import load_config
+from irpo.config import demo_config_path, load_config
 from irpo.loop import run
 from irpo.report import compare, markdown_table, run_table, write_report
 from irpo.rundir import RunDir

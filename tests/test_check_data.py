@@ -54,46 +54,63 @@ def test_report_lists_gold_failures(tmp_path: Path) -> None:
 
 def test_cli_arith() -> None:
     result = runner.invoke(
-        app, ["check-data", "arith", "--limit", "20", "--show", "1", "--option", "max_number=9"]
+        app,
+        [
+            "check-data",
+            "--task",
+            "arith",
+            "--limit",
+            "20",
+            "--show",
+            "1",
+            "--option",
+            "max_number=9",
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[:6] == [
-        "task arith, source (generated), split test",
+        "task arith, source (generated), split train",
         "rows read:           20",
         "problems loaded:     20",
         "bad rows skipped:    0",
         "with gold solution:  20",
         "gold not parsed:     0 (100.00% of gold answers parse)",
     ]
-    problem = get_task("arith", max_number=9).load(None, "test", limit=1)[0]
+    problem = get_task("arith", max_number=9).load(None, "train", limit=1)[0]
     assert f"--- prompt 1 ---\nQuestion: {problem.question}\nSolution: " in result.output
     assert f"--- gold completion 1 ---\n{problem.solution}" in result.output
 
 
 def test_cli_bad_rows_fail_then_skip(tmp_path: Path) -> None:
     path = _gsm8k_file(tmp_path)
-    result = runner.invoke(app, ["check-data", "gsm8k", str(path)])
+    result = runner.invoke(app, ["check-data", "--task", "gsm8k", "--source", str(path)])
     assert result.exit_code == 2
     assert "test.jsonl:2: no 'answer' field" in result.output
     result = runner.invoke(
-        app, ["check-data", "gsm8k", str(path), "--skip-bad-rows", "--show", "0"]
+        app,
+        ["check-data", "--task", "gsm8k", "--source", str(path), "--skip-bad-rows", "--show", "0"],
     )
     assert result.exit_code == 0, result.output
     assert "bad rows skipped:    1\n" in result.output
     assert "test.jsonl:2: no 'answer' field" in result.output
     assert "--- prompt" not in result.output
-    strict = runner.invoke(app, ["check-data", "gsm8k", str(path), "--skip-bad-rows", "--strict"])
+    strict = runner.invoke(
+        app, ["check-data", "--task", "gsm8k", "--source", str(path), "--skip-bad-rows", "--strict"]
+    )
     assert strict.exit_code == 1
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["check-data", "gsm9k", "x.jsonl"], "unknown task 'gsm9k'"),
-        (["check-data", "gsm8k", "missing.jsonl"], "missing.jsonl: file not found"),
-        (["check-data", "arith", "--option", "colour=red"], "unknown option(s) colour"),
-        (["check-data", "arith", "--option", "a.b=1"], "expected NAME=VALUE"),
+        (["check-data", "--task", "gsm9k", "--source", "x.jsonl"], "unknown task 'gsm9k'"),
+        (
+            ["check-data", "--task", "gsm8k", "--source", "missing.jsonl"],
+            "missing.jsonl: file not found",
+        ),
+        (["check-data", "--task", "arith", "--option", "colour=red"], "unknown option(s) colour"),
+        (["check-data", "--task", "arith", "--option", "a.b=1"], "expected NAME=VALUE"),
     ],
 )
 def test_cli_errors(args: list[str], message: str) -> None:
@@ -109,7 +126,9 @@ def test_cli_custom_task_through_options(tmp_path: Path) -> None:
         app,
         [
             "check-data",
+            "--task",
             "custom",
+            "--source",
             str(path),
             "--option",
             "answer_type=exact",
@@ -128,7 +147,17 @@ def test_entry_point_subprocess(tmp_path: Path) -> None:
     irpo = Path(sys.executable).parent / "irpo"
     path = _gsm8k_file(tmp_path)
     done = subprocess.run(
-        [str(irpo), "check-data", "gsm8k", str(path), "--split", "test", "--skip-bad-rows"],
+        [
+            str(irpo),
+            "check-data",
+            "--task",
+            "gsm8k",
+            "--source",
+            str(path),
+            "--split",
+            "test",
+            "--skip-bad-rows",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -142,8 +171,8 @@ def test_entry_point_subprocess(tmp_path: Path) -> None:
 
 def test_shared_data_arc_and_gsm8k_through_cli(shared_data: Path) -> None:
     for args, loaded in (
-        (["arc_challenge", str(shared_data / "arc_challenge"), "--split", "dev"], 299),
-        (["gsm8k", str(shared_data / "gsm8k"), "--split", "test"], 1319),
+        (["-t", "arc_challenge", "--source", str(shared_data / "arc_challenge"), "-s", "dev"], 299),
+        (["-t", "gsm8k", "--source", str(shared_data / "gsm8k"), "-s", "test"], 1319),
     ):
         result = runner.invoke(app, ["check-data", *args, "--show", "0", "--strict"])
         assert result.exit_code == 0, result.output

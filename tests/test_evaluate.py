@@ -166,7 +166,9 @@ def test_evaluate_model_writes_metrics_and_details(tmp_path: Path) -> None:
     engine = VoteEngine()
     out = tmp_path / "eval" / "M1.json"
     cfg = EvalConfig(maj_k=3, temperature=0.8)
-    result = evaluate_model(engine, get_task("gsm8k"), problems, cfg, seed=5, out_path=out)
+    result = evaluate_model(
+        engine, get_task("gsm8k"), problems, cfg, seed=5, max_new_tokens=512, out_path=out
+    )
     data = json.loads(out.read_text())
     assert data == result.to_dict()
     # greedy: a "4" wrong, b "x" unparseable, c no answer -> 0 of 3; 2 unparseable
@@ -185,6 +187,7 @@ def test_evaluate_model_writes_metrics_and_details(tmp_path: Path) -> None:
     assert {k: data[k] for k in expected} == expected
     assert data["settings"]["k"] == 3
     assert data["settings"]["temperature"] == 0.8
+    assert data["settings"]["max_new_tokens"] == 512
     assert data["per_question"][2] == {
         "problem_id": "c",
         "gold": "8",
@@ -202,7 +205,12 @@ def test_evaluate_model_writes_metrics_and_details(tmp_path: Path) -> None:
     assert (out.parent / "M1.sampled.jsonl").exists()
     # a second evaluation resumes from the stored samples: nothing is generated again
     again = VoteEngine()
-    assert evaluate_model(again, get_task("gsm8k"), problems, cfg, seed=5, out_path=out) == result
+    assert (
+        evaluate_model(
+            again, get_task("gsm8k"), problems, cfg, seed=5, max_new_tokens=512, out_path=out
+        )
+        == result
+    )
     assert again.calls == 2  # called, but with no request left
     with pytest.raises(Exception, match="other settings"):
         evaluate_model(
@@ -211,6 +219,7 @@ def test_evaluate_model_writes_metrics_and_details(tmp_path: Path) -> None:
             problems,
             EvalConfig(maj_k=3, temperature=1.0),
             seed=5,
+            max_new_tokens=512,
             out_path=out,
         )
 

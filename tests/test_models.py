@@ -130,7 +130,7 @@ def test_smollm2_chat_template_path() -> None:
     import torch
 
     from irpo.sampling.engine import DecodeParams, PromptRequest
-    from irpo.sampling.hf import TransformersEngine
+    from irpo.sampling.transformers_engine import TransformersEngine
 
     tok = load_tokenizer("smollm2-135m")
     text, ids = encode_prompt(tok, "What is 2+2?")

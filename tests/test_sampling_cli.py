@@ -25,7 +25,9 @@ def _invoke(*args: str) -> str:
 
 def test_sample_shards_and_merge(tmp_path: Path, tiny_model_dir: Path) -> None:
     model = str(tiny_model_dir)
-    output = _invoke("sample", model, "--task", "arith", "--out", str(tmp_path / "whole"), *SMALL)
+    output = _invoke(
+        "sample", "--model", model, "--task", "arith", "--out", str(tmp_path / "whole"), *SMALL
+    )
     assert "5 questions x 2 samples: 0 correct, 0 wrong, 10 unparseable" in output
     whole = tmp_path / "whole" / "samples.jsonl"
     samples = read_samples(whole)
@@ -35,7 +37,18 @@ def test_sample_shards_and_merge(tmp_path: Path, tiny_model_dir: Path) -> None:
 
     split = tmp_path / "split"
     for shard in ("0/2", "1/2"):
-        _invoke("sample", model, "--task", "arith", "--out", str(split), "--shard", shard, *SMALL)
+        _invoke(
+            "sample",
+            "--model",
+            model,
+            "--task",
+            "arith",
+            "--out",
+            str(split),
+            "--shard",
+            shard,
+            *SMALL,
+        )
     assert sorted(p.name for p in split.glob("samples.shard-*.jsonl")) == [
         "samples.shard-0-of-2.jsonl",
         "samples.shard-1-of-2.jsonl",
@@ -48,7 +61,7 @@ def test_sample_shards_and_merge(tmp_path: Path, tiny_model_dir: Path) -> None:
 def test_eval_writes_metrics_json(tmp_path: Path, tiny_model_dir: Path) -> None:
     out = tmp_path / "eval.json"
     output = _invoke(
-        "eval", str(tiny_model_dir), "--task", "arith", "--maj", "3", "--out", str(out),
+        "eval", "--model", str(tiny_model_dir), "--task", "arith", "--maj", "3", "--out", str(out),
         "--limit", "4", "--set", "sampling.max_new_tokens=6",
     )  # fmt: skip
     assert "greedy accuracy:    0.00%" in output
@@ -70,12 +83,12 @@ def test_eval_writes_metrics_json(tmp_path: Path, tiny_model_dir: Path) -> None:
 
 def test_errors_are_one_line_with_status_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["sample", "./no/such/model", "--task", "arith", "--out", str(tmp_path)]
+        app, ["sample", "--model", "./no/such/model", "--task", "arith", "--out", str(tmp_path)]
     )
     assert result.exit_code == 2
     assert "error: model './no/such/model': no such folder" in result.output
     result = CliRunner().invoke(
-        app, ["sample", "x", "--task", "arith", "--out", str(tmp_path), "--shard", "2/2"]
+        app, ["sample", "--model", "x", "--task", "arith", "--out", str(tmp_path), "--shard", "2/2"]
     )
     assert result.exit_code == 2
     assert "shard 2/2: expected I/N with 0 <= I < N" in result.output
@@ -85,7 +98,16 @@ def test_errors_are_one_line_with_status_2(tmp_path: Path) -> None:
 def test_installed_entry_point(tmp_path: Path, tiny_model_dir: Path) -> None:
     irpo = Path(sys.executable).with_name("irpo")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(irpo), "sample", str(tiny_model_dir), "--task", "arith", "--out", str(tmp_path)]
+    cmd = [
+        str(irpo),
+        "sample",
+        "--model",
+        str(tiny_model_dir),
+        "--task",
+        "arith",
+        "--out",
+        str(tmp_path),
+    ]
     done = subprocess.run([*cmd, *SMALL], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "5 questions x 2 samples" in done.stdout

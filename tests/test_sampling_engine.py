@@ -13,8 +13,8 @@ import torch
 from irpo.models import build_char_tokenizer, load_model, load_tokenizer
 from irpo.sampling.draw import draw_tokens, uniform_stream
 from irpo.sampling.engine import Completion, DecodeParams, PromptRequest
-from irpo.sampling.hf import TransformersEngine
 from irpo.sampling.slots import SlotCache
+from irpo.sampling.transformers_engine import TransformersEngine
 
 PROMPTS = [
     "Start with 5. Add 3.",

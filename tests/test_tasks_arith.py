@@ -35,9 +35,9 @@ def test_default_sizes_and_limits() -> None:
     task = ArithTask()
     assert len(task.load(None, "train")) == 5000
     assert len(task.load("generated", "test")) == 500
-    assert len(task.load(None, "validation", limit=7)) == 7
-    assert task.last_load_stats is not None
-    assert (task.last_load_stats.rows, task.last_load_stats.loaded) == (7, 7)
+    problems, stats = task.load_with_stats(None, "validation", limit=7)
+    assert len(problems) == 7
+    assert (stats.source, stats.rows, stats.loaded, stats.skipped) == ("generated", 7, 7, 0)
     assert len(ArithTask(size=30).load(None, "train")) == 30
 
 

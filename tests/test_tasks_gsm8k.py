@@ -138,10 +138,9 @@ def test_load_file_and_bad_rows(tmp_path: Path) -> None:
     task = GSM8KTask()
     with pytest.raises(IrpoError, match=r"train\.jsonl:2: no 'answer' field"):
         task.load(str(path), "train")
-    problems = task.load(str(path), "train", skip_bad_rows=True)
+    problems, stats = task.load_with_stats(str(path), "train", skip_bad_rows=True)
     assert [p.id for p in problems] == ["train/0", "train/3"]
     assert problems[0].solution == "1+1=2" and problems[0].answer == "2"
-    stats = task.last_load_stats
     assert stats is not None
     assert (stats.rows, stats.loaded, stats.skipped) == (4, 2, 2)
     assert stats.skipped_reasons[1].endswith("train.jsonl:3: the 'answer' field has no '####' line")

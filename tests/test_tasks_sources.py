@@ -110,10 +110,9 @@ def test_invalid_json_line_is_a_bad_row(tmp_path: Path) -> None:
     with pytest.raises(IrpoError, match=r"train\.jsonl:2: not valid JSON"):
         _gsm8k().load(str(path), "train")
     task = _gsm8k()
-    problems = task.load(str(path), "train", skip_bad_rows=True)
+    problems, stats = task.load_with_stats(str(path), "train", skip_bad_rows=True)
     assert [p.id for p in problems] == ["train/0", "train/2"]
-    assert task.last_load_stats is not None
-    assert (task.last_load_stats.rows, task.last_load_stats.skipped) == (3, 1)
+    assert (stats.rows, stats.skipped) == (3, 1)
     assert [r.where.rsplit(":", 1)[1] for r in iter_rows(str(path), "train")] == ["1", "2", "4"]
 
 
@@ -121,8 +120,8 @@ def test_limit_stops_reading(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS) + "{broken\n")
     task = _gsm8k()
-    assert len(task.load(str(path), "train", limit=2)) == 2  # the broken line is never read
-    assert task.last_load_stats is not None and task.last_load_stats.rows == 2
+    problems, stats = task.load_with_stats(str(path), "train", limit=2)
+    assert len(problems) == 2 and stats.rows == 2  # the broken line is never read
 
 
 def test_repeated_ids_and_empty_sources(tmp_path: Path) -> None:
@@ -146,7 +145,6 @@ def test_skipped_reasons_are_capped(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n" + (json.dumps({"question": "q"}) + "\n") * 30)
     task = _gsm8k()
-    task.load(str(path), "train", skip_bad_rows=True)
-    stats = task.last_load_stats
+    _, stats = task.load_with_stats(str(path), "train", skip_bad_rows=True)
     assert stats is not None
     assert (stats.rows, stats.loaded, stats.skipped, len(stats.skipped_reasons)) == (31, 1, 30, 20)

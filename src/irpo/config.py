@@ -8,12 +8,15 @@ with the resolved config in the run directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from irpo.errors import IrpoError
+
+if TYPE_CHECKING:
+    from irpo.sampling.engine import SamplingParams
 
 
 class _Section(BaseModel):
@@ -71,6 +74,21 @@ class SamplingConfig(_Section):
         if self.temperatures:
             return self.temperatures[min(iteration, len(self.temperatures) - 1)]
         return self.temperature
+
+    def params_for(self, iteration: int, *, seed: int) -> SamplingParams:
+        """What iteration t samples from M_t: its temperature, and random streams named by
+        (seed, t); the one place the loop, `irpo sample` and the benchmarks get them."""
+        from irpo.sampling.engine import SamplingParams
+
+        return SamplingParams(
+            num_samples=self.num_samples,
+            temperature=self.temperature_for(iteration),
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            seed=seed,
+            iteration=iteration,
+            stop_at_final_answer=self.stop_at_final_answer,
+        )
 
 
 class PairsConfig(_Section):
@@ -143,11 +161,22 @@ class EvalConfig(_Section):
 
 class LoopConfig(_Section):
     iterations: int = Field(default=3, ge=1)
-    method: Literal["irpo", "dpo", "sft_gold", "star"] = "irpo"
+    method: str = "irpo"
+    """What each iteration trains on and with which loss: irpo, dpo, star or sft_gold
+    (`irpo.methods`)."""
     reference: Literal["current", "initial"] = "current"
     """DPO reference: M_t (the paper) or M_0 (an ablation)."""
     min_gain: float | None = None
     """Stop early when greedy held-out accuracy improves by less than this (in points)."""
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from irpo.methods import METHODS
+
+        if value not in METHODS:
+            raise ValueError(f"unknown method {value!r}: expected one of {', '.join(METHODS)}")
+        return value
 
 
 class SeedModelConfig(_Section):
@@ -189,6 +218,15 @@ class RunConfig(_Section):
     seed_model: SeedModelConfig | None = None
     trackers: list[Tracker] = Field(default_factory=lambda: list[Tracker](["jsonl"]))
     """Metrics always go to RUN/metrics.jsonl; wandb, tensorboard, mlflow add accelerate's trackers."""
+
+    def iteration_seed(self, iteration: int) -> int:
+        """The seed of iteration t's pairing and training (`seed + t`)."""
+        return self.seed + iteration
+
+    @property
+    def eval_max_new_tokens(self) -> int:
+        """eval.max_new_tokens, or sampling.max_new_tokens when it is not set."""
+        return self.eval.max_new_tokens or self.sampling.max_new_tokens
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -275,6 +313,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         data = apply_overrides(data, overrides)
         where += " (with --set overrides)"
     return config_from_dict(data, where)
+
+
+def demo_config_path() -> Path:
+    """The embedded default that `irpo demo` runs (the package's copy of configs/demo.yaml)."""
+    from importlib import resources
+
+    return Path(str(resources.files("irpo") / "configs" / "demo.yaml"))
 
 
 def dump_config(config: RunConfig) -> str:

@@ -208,8 +208,8 @@ def evaluate_model(
     eval_cfg: EvalConfig,
     *,
     seed: int,
+    max_new_tokens: int,
     out_path: str | Path | None = None,
-    max_new_tokens: int | None = None,
     stop_at_final_answer: bool = True,
     progress: ProgressCallback | None = None,
 ) -> EvalResult:
@@ -223,7 +223,7 @@ def evaluate_model(
 
     from irpo.sampling import SamplingParams, sample_problems
 
-    new_tokens = max_new_tokens or eval_cfg.max_new_tokens or 512
+    new_tokens = max_new_tokens
     settings = {
         "engine": getattr(engine, "name", None),
         "greedy": eval_cfg.greedy,

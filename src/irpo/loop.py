@@ -4,11 +4,9 @@
 are complete; running the same command again skips finished stages and resumes unfinished ones
 from their partial outputs, so a killed run ends with the same results as an uninterrupted one.
 
-Methods (LoopConfig.method), all with the same logs and report:
-- `irpo`: DPO + alpha * length-normalised NLL of the winner (IRPO Eq. 1), reference M_t.
-- `dpo`: the same pairs and loss with alpha = 0.
-- `star`: SFT on every correct sample (STaR; the paper's "SFT on correct samples" baseline).
-- `sft_gold`: SFT on the gold solutions of the training questions (no sampling).
+Which stages an iteration runs comes from its method (`loop.method`, `irpo.methods`): methods
+that train on samples sample first; methods that train on pairs pair them and score their
+references under M_t first. All methods share the same logs and report.
 """
 
 from __future__ import annotations
@@ -19,23 +17,19 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from irpo.config import SCRATCH, RunConfig, TrainConfig
+from irpo.config import SCRATCH, RunConfig
 from irpo.errors import IrpoError
-from irpo.records import Pair, Problem, Sample, read_pairs, read_samples, write_json, write_jsonl
+from irpo.methods import Method, get_method
+from irpo.pair_stage import gold_tokens, pair_samples, prompt_tokens, write_pairs
+from irpo.records import Problem, read_pairs, read_samples, write_jsonl
 from irpo.rundir import RunDir
 from irpo.tasks import get_task
 from irpo.tasks.base import Task
-from irpo.tracking import Trackers
-
-if TYPE_CHECKING:
-    from irpo.pairs import PairStats
+from irpo.tracking import ProgressFactory, Trackers
 
 log = logging.getLogger(__name__)
-
-ProgressFactory = Callable[[str, int], Any]
-"""Called with (description, total); returns a callback `update(n)`. The CLI passes progress bars."""
 
 
 @dataclass
@@ -62,6 +56,7 @@ class Pipeline:
         self.progress = progress
         self.trackers = Trackers(config.trackers, self.run.root, config.model_dump(mode="json"))
         self.task: Task = get_task(config.task.name, **config.task.options)
+        self.method: Method = get_method(config.loop.method)
         self._train_problems: list[Problem] | None = None
         self._eval_problems: list[Problem] | None = None
         self._tokenizer: Any = None
@@ -117,16 +112,14 @@ class Pipeline:
             if self.run.manifest().get("stopped_after") is not None:
                 summary.stopped_early = True
                 break
-            if cfg.loop.method in ("irpo", "dpo"):
+            if self.method.samples:
                 self.stage_sample(t)
+            if self.method.preference:
                 self.stage_pairs(t)
                 self.stage_reference(t)
                 self.stage_train_preference(t)
-            elif cfg.loop.method == "star":
-                self.stage_sample(t)
-                self.stage_train_sft(t, source="correct_samples")
             else:
-                self.stage_train_sft(t, source="gold")
+                self.stage_train_sft(t)
             summary.evals.append(self.stage_eval(t + 1))
             if self._saturated(summary.evals):
                 self.run.set_value("stopped_after", t)
@@ -173,7 +166,7 @@ class Pipeline:
         """Build M_0 from scratch (the demo): reuse the cached seed model when it exists."""
         if self.run.is_done("seed"):
             return
-        from irpo.seed import build_seed_model
+        from irpo.seed_model import build_seed_model
 
         assert self.config.seed_model is not None
         cached = build_seed_model(self.config, self.task, progress=self.progress)
@@ -205,7 +198,7 @@ class Pipeline:
             self.eval_problems,
             eval_cfg,
             seed=self.config.seed,
-            max_new_tokens=eval_cfg.max_new_tokens or self.config.sampling.max_new_tokens,
+            max_new_tokens=self.config.eval_max_new_tokens,
             stop_at_final_answer=self.config.sampling.stop_at_final_answer,
             out_path=path,
             progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
@@ -222,19 +215,10 @@ class Pipeline:
         stage = f"iter_{t}/sample"
         if self.run.is_done(stage):
             return
-        from irpo.sampling import SamplingParams, sample_problems
+        from irpo.sampling import sample_problems
 
-        cfg = self.config
         it = self.run.iteration(t)
-        params = SamplingParams(
-            num_samples=cfg.sampling.num_samples,
-            temperature=cfg.sampling.temperature_for(t),
-            top_p=cfg.sampling.top_p,
-            max_new_tokens=cfg.sampling.max_new_tokens,
-            seed=cfg.seed,
-            iteration=t,
-            stop_at_final_answer=cfg.sampling.stop_at_final_answer,
-        )
+        params = self.config.sampling.params_for(t, seed=self.config.seed)
         engine = self._engine(t)
         stats = sample_problems(
             engine,
@@ -265,7 +249,7 @@ class Pipeline:
             read_samples(it.samples),
             self.tokenizer(),
             self.config,
-            seed=self.config.seed + t,
+            seed=self.config.iteration_seed(t),
         )
         write_pairs(pairs, stats, it.root)
         self._log("pairs", t, stats.to_dict())
@@ -278,7 +262,8 @@ class Pipeline:
         self.run.mark_done(stage, pairs=len(pairs))
 
     def stage_reference(self, t: int) -> None:
-        """Reference log-probs under M_t (or M_0), once, before training (PEERS item 4)."""
+        """Reference log-probs under M_t (or M_0), once, before training: one no-grad pass,
+        so training holds one model, not a policy and a frozen reference."""
         stage = f"iter_{t}/reference"
         if self.run.is_done(stage):
             return
@@ -298,12 +283,6 @@ class Pipeline:
         write_jsonl(it.pairs, (p.to_dict() for p in pairs))
         self.run.mark_done(stage, reference=f"M_{ref_index}")
 
-    def _train_cfg(self) -> TrainConfig:
-        cfg = self.config.train
-        if self.config.loop.method == "dpo":
-            return cfg.model_copy(update={"alpha": 0.0})
-        return cfg
-
     def _log_step(self, t: int) -> Callable[[dict[str, Any]], None]:
         def log_fn(row: dict[str, Any]) -> None:
             self._log("train_step", t, row)
@@ -321,9 +300,10 @@ class Pipeline:
         result = train_preference(
             self.model_path(t),
             pairs,
-            self._train_cfg(),
+            self.config.train,
             it.train,
-            seed=self.config.seed + t,
+            method=self.method,
+            seed=self.config.iteration_seed(t),
             model_cfg=self.config.model,
             log_fn=self._log_step(t),
             progress=self.progress,
@@ -336,7 +316,7 @@ class Pipeline:
             raise IrpoError(f"the trainer saved {result.model_dir}, expected {it.model}")
         self.run.mark_done(f"iter_{t}/train", examples=examples, steps=result.steps)
 
-    def stage_train_sft(self, t: int, *, source: str) -> None:
+    def stage_train_sft(self, t: int) -> None:
         stage = f"iter_{t}/train"
         if self.run.is_done(stage):
             return
@@ -346,6 +326,7 @@ class Pipeline:
         problems = self.train_problems
         prompts = self._prompts(problems)
         examples: list[SftExample] = []
+        source = self.method.trains_on
         if source == "gold":
             for pid, (_, ids) in self._gold(problems).items():
                 examples.append(SftExample(prompt_ids=prompts[pid][1], response_ids=ids))
@@ -362,7 +343,8 @@ class Pipeline:
             examples,
             self.config.train,
             it.train,
-            seed=self.config.seed + t,
+            method=self.method,
+            seed=self.config.iteration_seed(t),
             model_cfg=self.config.model,
             log_fn=self._log_step(t),
             progress=self.progress,
@@ -383,7 +365,7 @@ def run(
     ).execute()
 
 
-# --------------------------------------------------------------------------- stage helpers
+# --------------------------------------------------------------------------- models of a run
 
 
 def model_path(run: RunDir, config: RunConfig, t: int) -> str:
@@ -395,58 +377,3 @@ def model_path(run: RunDir, config: RunConfig, t: int) -> str:
     from irpo.models import resolve_model_path
 
     return resolve_model_path(config.model.name_or_path)
-
-
-def prompt_tokens(
-    task: Task, problems: list[Problem], tokenizer: Any, chat_template: str
-) -> dict[str, tuple[str, list[int]]]:
-    """problem id -> (prompt text, prompt ids), exactly as the sampler gave them to the model."""
-    from irpo.models import encode_prompt
-
-    return {p.id: encode_prompt(tokenizer, task.prompt(p), chat_template) for p in problems}
-
-
-def gold_tokens(
-    task: Task, problems: list[Problem], tokenizer: Any
-) -> dict[str, tuple[str, list[int]]]:
-    """problem id -> (gold completion, its ids ending with EOS), for problems that have one."""
-    from irpo.models import encode_response
-
-    gold = {}
-    for p in problems:
-        text = task.gold_completion(p)
-        if text is not None:
-            gold[p.id] = (text, encode_response(tokenizer, text))
-    return gold
-
-
-def pair_samples(
-    task: Task,
-    problems: list[Problem],
-    samples: list[Sample],
-    tokenizer: Any,
-    config: RunConfig,
-    *,
-    seed: int,
-) -> tuple[list[Pair], PairStats]:
-    """Verified samples -> the paper's K pairs per question (`irpo.pairs.make_pairs`)."""
-    from irpo.pairs import make_pairs
-
-    use_gold = task.has_gold_solution and config.pairs.gold_as_winner != "never"
-    return make_pairs(
-        samples,
-        prompt_tokens(task, problems, tokenizer, config.model.chat_template),
-        config.pairs,
-        seed=seed,
-        gold=gold_tokens(task, problems, tokenizer) if use_gold else None,
-    )
-
-
-def write_pairs(pairs: list[Pair], stats: PairStats, out_dir: Path) -> None:
-    """pairs.jsonl (token ids, reference log-probs), preference.jsonl (prompt/chosen/rejected
-    rows that TRL and other trainers read) and pair_stats.json."""
-    from irpo.pairs import preference_rows
-
-    write_jsonl(out_dir / "pairs.jsonl", (p.to_dict() for p in pairs))
-    write_jsonl(out_dir / "preference.jsonl", preference_rows(pairs))
-    write_json(out_dir / "pair_stats.json", stats.to_dict())

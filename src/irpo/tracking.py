@@ -1,4 +1,5 @@
 """Where metrics go: always the run's metrics.jsonl; W&B, TensorBoard or MLflow when configured.
+Progress goes to a `ProgressFactory` callback (the CLI's progress bars).
 
 The external trackers are accelerate's (`accelerate.tracking`), so they take their usual
 environment variables (WANDB_PROJECT, MLFLOW_TRACKING_URI, ...). Series are named
@@ -9,7 +10,7 @@ iteration's curve starts at step 1 and a resumed run logs to the same series.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ from irpo.errors import IrpoError
 log = logging.getLogger(__name__)
 
 EXTERNAL = ("wandb", "tensorboard", "mlflow")
+
+ProgressFactory = Callable[[str, int], Callable[..., Any]]
+"""Called with (description, total); returns `update(n, **postfix)`. The CLI passes progress
+bars; the library reports progress through this callback only."""
 
 
 class Trackers:

@@ -22,15 +22,15 @@ app = typer.Typer(
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# `irpo --help` lists the commands in these groups, in the order a run uses them.
+PANEL_RUN = "Run the method"
+PANEL_STAGES = "One stage at a time (what `irpo run` does per iteration)"
+PANEL_REPORTS = "Reports and data"
+
 
 @app.callback()
 def _main() -> None:
     """Iterative Reasoning Preference Optimization (Pang et al., 2024) for Hugging Face LMs."""
-
-
-SetOption = typer.Option(
-    None, "--set", help="Dotted config override, repeatable: --set sampling.temperature=1.3"
-)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -2,59 +2,64 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import typer
 
-from irpo.cli.app import app, command
-from irpo.errors import IrpoError
-
-TaskOption = typer.Option(
-    None, "--option", help="Task option NAME=VALUE, repeatable: --option answer_type=number"
+from irpo.cli.app import PANEL_REPORTS, app, command
+from irpo.cli.options import (
+    ConfigOpt,
+    LimitOpt,
+    SetOpt,
+    SourceOpt,
+    SplitOpt,
+    TaskOpt,
+    TaskOptionsOpt,
+    load_run_config,
+    source_of,
+    split_of,
+    task_of,
 )
 
 
-def parse_task_options(items: list[str]) -> dict[str, Any]:
-    """`["answer_type=number", "max_number=50"]` -> {"answer_type": "number", "max_number": 50}."""
-    from irpo.config import parse_override
-
-    options: dict[str, Any] = {}
-    for item in items:
-        keys, value = parse_override(item)
-        if len(keys) != 1:
-            raise IrpoError(f"--option {item!r}: expected NAME=VALUE with a plain name")
-        options[keys[0]] = value
-    return options
-
-
-@app.command("check-data")
+@app.command("check-data", rich_help_panel=PANEL_REPORTS)
 @command
 def check_data(
-    task: str = typer.Argument(..., help="gsm8k, arc_challenge, math, arith or custom."),
-    source: str | None = typer.Argument(
-        None, help="File, folder or Hugging Face id (omit for arith)."
-    ),
-    split: str = typer.Option("test", "--split", "-s", help="Split (picks the file in a folder)."),
-    skip_bad_rows: bool = typer.Option(
-        False, "--skip-bad-rows", help="Skip and count unusable rows instead of failing."
-    ),
-    show: int = typer.Option(2, "--show", min=0, help="Rendered prompts to print."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Check only the first N rows."),
-    options: list[str] | None = TaskOption,
-    strict: bool = typer.Option(
-        False, "--strict", help="Exit with status 1 when a row was skipped or a gold check failed."
-    ),
+    task: TaskOpt = None,
+    source: SourceOpt = None,
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+    options: TaskOptionsOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-rows/--no-skip-bad-rows",
+            help="Skip and count unusable rows instead of failing (default: task.skip_bad_rows).",
+        ),
+    ] = False,
+    show: Annotated[int, typer.Option("--show", min=0, help="Rendered prompts to print.")] = 2,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Exit with status 1 when a row was skipped or a gold check failed."
+        ),
+    ] = False,
 ) -> None:
-    """Count a data source's rows, check that every gold answer parses, show a few prompts."""
-    from irpo.tasks import get_task
+    """Count a data source's rows, check that every gold answer parses, show a few prompts.
+
+    Without --source it audits the config's training data (task.train_source, task.train_split).
+    """
     from irpo.tasks.audit import check_data as audit
 
+    cfg = load_run_config(config, overrides)
     report = audit(
-        get_task(task, **parse_task_options(options or [])),
-        source,
-        split,
+        task_of(cfg, task, options),
+        source_of(cfg, "train", source),
+        split_of(cfg, "train", split),
         limit=limit,
-        skip_bad_rows=skip_bad_rows,
+        skip_bad_rows=skip_bad_rows or cfg.task.skip_bad_rows,
         show=show,
     )
     typer.echo(f"task {report.task}, source {report.source or '(generated)'}, split {report.split}")

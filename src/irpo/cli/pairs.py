@@ -7,43 +7,65 @@ from typing import Annotated
 
 import typer
 
-from irpo.cli.app import SetOption, app, command
-from irpo.cli.sample import ConfigOpt, LimitOpt, SourceOpt, TaskOpt, _problems, _setup
+from irpo.cli.app import PANEL_STAGES, app, command
+from irpo.cli.options import (
+    ConfigOpt,
+    IterationOpt,
+    LimitOpt,
+    ModelOpt,
+    SetOpt,
+    SourceOpt,
+    SplitOpt,
+    TaskOpt,
+    TaskOptionsOpt,
+    load_problems,
+    load_run_config,
+    model_of,
+    task_of,
+)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_STAGES)
 @command
 def pairs(
     samples: Annotated[Path, typer.Argument(help="samples.jsonl written by `irpo sample`.")],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="The model that produced the samples.")
-    ],
     out: Annotated[
         Path,
         typer.Option(
             "--out", "-o", help="Folder for pairs.jsonl, preference.jsonl, pair_stats.json."
         ),
     ],
-    task_name: TaskOpt = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
     source: SourceOpt = None,
-    split: Annotated[
-        str, typer.Option(help="Split of the source the samples were drawn from.")
-    ] = "train",
+    split: SplitOpt = None,
     limit: LimitOpt = None,
+    options: TaskOptionsOpt = None,
+    iteration: IterationOpt = 0,
     config: ConfigOpt = None,
-    overrides: list[str] | None = SetOption,
+    overrides: SetOpt = None,
 ) -> None:
-    """Pair correct with wrong samples, K per question (the paper's wrap-around zip)."""
-    from irpo.loop import pair_samples, write_pairs
+    """Pair correct with wrong samples, K per question (the paper's wrap-around zip).
+
+    MODEL is the model that produced the samples (its tokenizer renders prompts and gold
+    solutions); the source and split are those the samples were drawn from.
+    """
     from irpo.models import load_tokenizer
+    from irpo.pair_stage import pair_samples, write_pairs
     from irpo.records import read_samples
 
-    cfg, task = _setup(config, overrides, task_name, None)
-    problems = _problems(
-        cfg, task, source, split, limit or cfg.task.train_limit, cfg.task.train_source
+    cfg = load_run_config(config, overrides)
+    the_task = task_of(cfg, task, options)
+    problems = load_problems(cfg, the_task, "train", source=source, split=split, limit=limit)
+    tokenizer = load_tokenizer(model_of(cfg, model), trust_remote_code=cfg.model.trust_remote_code)
+    made, stats = pair_samples(
+        the_task,
+        problems,
+        read_samples(samples),
+        tokenizer,
+        cfg,
+        seed=cfg.iteration_seed(iteration),
     )
-    tokenizer = load_tokenizer(model, trust_remote_code=cfg.model.trust_remote_code)
-    made, stats = pair_samples(task, problems, read_samples(samples), tokenizer, cfg, seed=cfg.seed)
     write_pairs(made, stats, out)
     for key, value in stats.to_dict().items():
         typer.echo(f"{key}: {value}")

@@ -1,38 +1,21 @@
-"""`irpo run`, `irpo demo`, `irpo report`, `irpo compare`: the whole method, and its reports."""
+"""`irpo run` and `irpo demo`: every iteration of the method, then its report."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from irpo.cli.app import SetOption, app, command
-
-
-def progress_bars(desc: str, total: int) -> Any:
-    """A tqdm bar per stage (the library reports progress through this callback only)."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False)
-
-    def update(n: int = 1, **postfix: Any) -> None:
-        bar.update(n)
-        if postfix:
-            bar.set_postfix(postfix, refresh=False)
-        if bar.n >= total:
-            bar.close()
-
-    return update
-
+from irpo.cli.app import PANEL_RUN, app, command
+from irpo.cli.options import SetOpt, progress_bars
 
 AllowChange = Annotated[
     bool, typer.Option(help="Continue an existing run whose configuration differs.")
 ]
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_RUN)
 @command
 def run(
     config: Annotated[Path, typer.Argument(help="YAML run configuration.")],
@@ -40,7 +23,7 @@ def run(
         Path | None,
         typer.Option("--run-dir", "-o", help="Run directory (default: runs/<config name>)."),
     ] = None,
-    overrides: list[str] | None = SetOption,
+    overrides: SetOpt = None,
     allow_config_change: AllowChange = False,
 ) -> None:
     """Run every iteration (sample, verify, pair, train, evaluate); resume where it stopped."""
@@ -61,43 +44,19 @@ def run(
     typer.echo(f"\nreport: {report}")
 
 
-def demo_config_path() -> Path:
-    return Path(str(resources.files("irpo") / "configs" / "demo.yaml"))
-
-
-@app.command()
+@app.command(rich_help_panel=PANEL_RUN)
 @command
 def demo(
     run_dir: Annotated[Path, typer.Option("--run-dir", "-o", help="Run directory.")] = Path(
         "runs/demo"
     ),
-    overrides: list[str] | None = SetOption,
+    overrides: SetOpt = None,
     allow_config_change: AllowChange = False,
 ) -> None:
     """The embedded default: a seed model trained from scratch on `arith`, then Iterative RPO.
 
     Offline, CPU, about ten minutes on a 2-core laptop; a second run reuses the cached seed model.
     """
+    from irpo.config import demo_config_path
+
     run(demo_config_path(), run_dir, overrides, allow_config_change)
-
-
-@app.command()
-@command
-def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Write RUN/report/REPORT.md with plots, table.csv and table.json."""
-    from irpo.report import write_report
-
-    typer.echo(str(write_report(run_dir)))
-
-
-@app.command()
-@command
-def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to put side by side.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/compare"),
-) -> None:
-    """Several runs (e.g. methods from one seed) in one table and one plot."""
-    from irpo.report import compare as compare_runs
-
-    path = compare_runs(list(run_dirs), out)
-    typer.echo(path.read_text(encoding="utf-8"))

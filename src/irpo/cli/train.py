@@ -7,59 +7,66 @@ from typing import Annotated
 
 import typer
 
-from irpo.cli.app import SetOption, app, command
+from irpo.cli.app import PANEL_STAGES, app, command
+from irpo.cli.options import (
+    ConfigOpt,
+    IterationOpt,
+    ModelOpt,
+    SetOpt,
+    load_run_config,
+    model_of,
+    progress_bars,
+)
 
 DataArg = Annotated[
     Path,
     typer.Argument(
-        help="Pairs JSONL. For --method sft: pairs (their distinct chosen responses are the "
+        help="Pairs JSONL. For SFT methods: pairs (their distinct chosen responses are the "
         "examples) or rows with prompt_ids and response_ids."
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (model/, logs, states).")]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model", "-m", help="Model to train, M_t (default: the config's model.name_or_path)."
-    ),
-]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML run configuration.")]
 MethodOpt = Annotated[
     str | None,
-    typer.Option("--method", help="irpo, dpo (alpha = 0) or sft (default: from loop.method)."),
+    typer.Option(
+        "--method",
+        help="A loop.method (irpo, dpo, star, sft_gold) or sft (default: loop.method).",
+    ),
 ]
 ResumeOpt = Annotated[
     bool, typer.Option("--resume/--no-resume", help="Continue an interrupted training in OUT.")
 ]
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_STAGES)
 @command
 def train(
     data: DataArg,
     out: OutOpt,
     model: ModelOpt = None,
-    config: ConfigOpt = None,
-    overrides: list[str] | None = SetOption,
     method: MethodOpt = None,
+    iteration: IterationOpt = 0,
     resume: ResumeOpt = True,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
 ) -> None:
-    """Train a model on preference pairs; pairs without reference log-probs get them from it.
+    """Train M_t (--model) into M_{t+1} on pairs (IRPO, DPO) or their winners (SFT).
+
+    Pairs without reference log-probs get them from M_t first.
 
     Runs on one device as is, and on several GPUs or nodes under `accelerate launch`
     (docs/DISTRIBUTED.md).
     """
-    from irpo.cli.run import progress_bars
-    from irpo.config import load_config
-    from irpo.train.api import method_of, train_file
+    from irpo.train.jobs import train_file
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_run_config(config, overrides)
     result = train_file(
         data,
-        model or cfg.model.name_or_path,
+        model_of(cfg, model),
         cfg,
         out,
-        method=method or method_of(cfg.loop.method),
+        method=method or cfg.loop.method,
+        seed=cfg.iteration_seed(iteration),
         resume=resume,
         progress=progress_bars,
     )

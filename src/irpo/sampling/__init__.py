@@ -3,8 +3,8 @@
     engine = make_engine(config.model, config.sampling, model_path)
     stats = sample_problems(engine, task, problems, SamplingParams(...), "samples.jsonl")
 
-`irpo.sampling.engine` is the interface, `irpo.sampling.hf` the transformers engine (CPU and
-GPU), `irpo.sampling.vllm` the vLLM one (GPU, optional), `irpo.sampling.run` the stage. Importing
+`irpo.sampling.engine` is the interface, `irpo.sampling.transformers_engine` the transformers engine (CPU and
+GPU), `irpo.sampling.vllm` the vLLM one (GPU, optional), `irpo.sampling.stage` the stage. Importing
 this package does not import torch, transformers or vLLM.
 """
 
@@ -21,8 +21,8 @@ from irpo.sampling.engine import (
     PromptRequest,
     SamplingParams,
 )
-from irpo.sampling.run import QuestionStats, SampleStats, sample_problems
 from irpo.sampling.shards import Shard, merge_shards, select_shard
+from irpo.sampling.stage import QuestionStats, SampleStats, sample_problems
 
 if TYPE_CHECKING:
     from irpo.config import ModelConfig, SamplingConfig
@@ -62,7 +62,7 @@ def make_engine(
             **sampling_cfg.vllm,
         )
     from irpo.models import load_model, load_tokenizer
-    from irpo.sampling.hf import TransformersEngine
+    from irpo.sampling.transformers_engine import TransformersEngine
 
     tokenizer = load_tokenizer(path, trust_remote_code=model_cfg.trust_remote_code)
     model = load_model(

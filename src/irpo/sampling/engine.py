@@ -1,7 +1,7 @@
 """The sampler interface every generation engine implements, and the values it exchanges.
 
 An engine turns prompts (token ids) into completions (token ids + text + why it stopped). It knows
-nothing about tasks, verdicts or files: `irpo.sampling.run` wires engines to tasks and records.
+nothing about tasks, verdicts or files: `irpo.sampling.stage` wires engines to tasks and records.
 Every random choice comes from the per-sequence seeds carried by the requests, so an engine's
 output for a sequence does not depend on which other sequences share its batch.
 """

@@ -17,7 +17,7 @@ question's prompt keys and values are read once for all its samples, and each ro
 own generated tokens. With N samples per question the prompt traffic falls N-fold, and the
 prompt part becomes a (N x group) x head_dim matrix product instead of N thin ones.
 
-This cache is what lets the decoder (`irpo.sampling.hf`) refill the batch as sequences finish
+This cache is what lets the decoder (`irpo.sampling.transformers_engine`) refill the batch as sequences finish
 (continuous batching), prefill each prompt once, and append a token without the per-step
 `torch.cat` of `DynamicCache` (40 % of a SmolLM2-135M decoding step at batch 64 here).
 """

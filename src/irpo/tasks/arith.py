@@ -184,14 +184,14 @@ class ArithTask(Task):
 
     # ------------------------------------------------------------------ Task interface
 
-    def load(
+    def load_with_stats(
         self,
         source: str | None,
         split: str,
         *,
         limit: int | None = None,
         skip_bad_rows: bool = False,
-    ) -> list[Problem]:
+    ) -> tuple[list[Problem], LoadStats]:
         """Generate the problems of `split`; `source` must be None or "generated"."""
         if source not in (None, GENERATED):
             raise IrpoError(
@@ -203,8 +203,7 @@ class ArithTask(Task):
         if limit is not None:
             count = min(count, limit)
         problems = [self._to_problem(p, canonical) for p in self.generate(canonical, count)]
-        self.last_load_stats = LoadStats(source=GENERATED, rows=len(problems), loaded=len(problems))
-        return problems
+        return problems, LoadStats(source=GENERATED, rows=len(problems), loaded=len(problems))
 
     @staticmethod
     def _to_problem(problem: ArithProblem, split: str) -> Problem:

@@ -69,16 +69,15 @@ def check_data(
 
     Bad rows raise IrpoError (naming file and line) unless `skip_bad_rows`; then they are counted.
     """
-    problems = task.load(source, split, limit=limit, skip_bad_rows=skip_bad_rows)
-    stats = task.last_load_stats
+    problems, stats = task.load_with_stats(source, split, limit=limit, skip_bad_rows=skip_bad_rows)
     report = DataReport(
         task=task.name,
         source=source,
         split=split,
-        rows=stats.rows if stats is not None else len(problems),
+        rows=stats.rows,
         loaded=len(problems),
-        skipped=stats.skipped if stats is not None else 0,
-        skipped_reasons=list(stats.skipped_reasons) if stats is not None else [],
+        skipped=stats.skipped,
+        skipped_reasons=list(stats.skipped_reasons),
         gold_failed=0,
         with_gold_completion=0,
     )

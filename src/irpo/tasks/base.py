@@ -16,7 +16,7 @@ from irpo.records import Problem, Verdict
 
 @dataclass
 class LoadStats:
-    """What the last `Task.load` read: rows seen, problems kept, bad rows skipped (and why).
+    """What one load read: rows seen, problems kept, bad rows skipped (and why).
 
     `skipped_reasons` keeps the first few messages ("train.jsonl:12: no 'answer' field").
     """
@@ -31,7 +31,8 @@ class LoadStats:
 class Task(ABC):
     """A task with checkable final answers.
 
-    Subclasses set `name` and `has_gold_solution`, and implement `load`, `prompt` and `score`.
+    Subclasses set `name` and `has_gold_solution`, and implement `load_with_stats`, `prompt` and
+    `score`.
     """
 
     name: str = ""
@@ -42,10 +43,19 @@ class Task(ABC):
         """Subclasses take their options as keywords and pass the rest here: leftovers are unknown."""
         if options:
             raise IrpoError(f"task {self.name}: unknown option(s) {', '.join(sorted(options))}")
-        self.last_load_stats: LoadStats | None = None
-        """Set by every `load`: counts of rows read, kept and skipped."""
 
     @abstractmethod
+    def load_with_stats(
+        self,
+        source: str | None,
+        split: str,
+        *,
+        limit: int | None = None,
+        skip_bad_rows: bool = False,
+    ) -> tuple[list[Problem], LoadStats]:
+        """Problems of `split` from `source` (a local JSONL/JSON/Parquet file or a Hub dataset
+        id), with the counts of rows read, kept and skipped."""
+
     def load(
         self,
         source: str | None,
@@ -54,7 +64,9 @@ class Task(ABC):
         limit: int | None = None,
         skip_bad_rows: bool = False,
     ) -> list[Problem]:
-        """Problems of `split` from `source`: a local JSONL/JSON/Parquet file or a Hub dataset id."""
+        """Problems of `split` from `source`; `load_with_stats` also says what was skipped."""
+        problems, _ = self.load_with_stats(source, split, limit=limit, skip_bad_rows=skip_bad_rows)
+        return problems
 
     @abstractmethod
     def prompt(self, problem: Problem) -> str:

@@ -280,17 +280,17 @@ class RowTask(Task):
         """One row -> Problem; raise BadRow when the row cannot be used."""
         raise NotImplementedError
 
-    def load(
+    def load_with_stats(
         self,
         source: str | None,
         split: str,
         *,
         limit: int | None = None,
         skip_bad_rows: bool = False,
-    ) -> list[Problem]:
+    ) -> tuple[list[Problem], LoadStats]:
         if source is None:
             raise IrpoError(f"task {self.name} needs a source: {self.source_hint}")
-        problems, self.last_load_stats = load_rows(
+        return load_rows(
             source,
             split,
             lambda row: self.parse_row(row, split),
@@ -298,4 +298,3 @@ class RowTask(Task):
             limit=limit,
             skip_bad_rows=skip_bad_rows,
         )
-        return problems

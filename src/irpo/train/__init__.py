@@ -9,9 +9,9 @@ Modules: batching (token rows), scoring (response-only logits), reference, objec
 folder), loop (the accelerate loop), api (the two trainings, and `irpo train` from files).
 """
 
-from irpo.train.api import train_preference, train_sft
 from irpo.train.batching import SftExample
-from irpo.train.loop import TrainResult
+from irpo.train.fit import TrainResult
+from irpo.train.jobs import train_preference, train_sft
 from irpo.train.reference import compute_reference_logps
 from irpo.train.scoring import SequenceScorer
 

@@ -29,6 +29,7 @@ from torch import Tensor
 from irpo.config import ModelConfig, TrainConfig
 from irpo.errors import IrpoError
 from irpo.records import read_json, write_json
+from irpo.tracking import ProgressFactory
 from irpo.train.allocator import low_fragmentation
 from irpo.train.checkpoint import (
     TrainDir,
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 
 LogFn = Callable[[dict[str, Any]], None]
 """Receives each logged metrics row (main process only), e.g. to forward it to a tracker."""
-ProgressFactory = Callable[[str, int], Callable[..., Any]]
-"""Called with (description, total steps); returns `update(n, **postfix)`."""
 Prepare = Callable[[Any, Any, TrainDir], list[Any]]
 """(accelerator, prepared scorer, train dir) -> the examples to train on (e.g. with references)."""
 

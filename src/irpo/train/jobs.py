@@ -1,4 +1,5 @@
-"""The two trainings: preference pairs (IRPO; DPO is alpha = 0) and supervised responses (SFT)."""
+"""The two kinds of training job: on preference pairs (IRPO, DPO) and on single responses (SFT),
+each with its method's loss (`irpo.methods`); and `irpo train` from files."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 from irpo.config import ModelConfig, RunConfig, TrainConfig
 from irpo.errors import IrpoError
+from irpo.methods import Method, get_method, training_method
 from irpo.records import Pair, read_jsonl, write_jsonl
+from irpo.tracking import ProgressFactory
 from irpo.train.batching import SftExample
 from irpo.train.checkpoint import TrainDir
-from irpo.train.loop import Job, LogFn, ProgressFactory, TrainResult, fingerprint, fit
-from irpo.train.objectives import preference_objective, sft_objective
+from irpo.train.fit import Job, LogFn, TrainResult, fingerprint, fit
+from irpo.train.objectives import sft_objective
 from irpo.train.reference import score_pairs
 
 log = logging.getLogger(__name__)
@@ -27,26 +30,30 @@ def train_preference(
     output_dir: str | Path,
     *,
     seed: int,
+    method: Method | str = "irpo",
     model_cfg: ModelConfig | None = None,
     resume: bool = True,
     log_fn: LogFn | None = None,
     progress: ProgressFactory | None = None,
 ) -> TrainResult:
-    """Train M_{t+1} from M_t = `model_path` on preference pairs with IRPO Eq. 1.
+    """Train M_{t+1} from M_t = `model_path` on preference pairs with `method`'s loss.
 
-    `cfg.alpha` weighs the winner's NLL (0: plain DPO). Pairs without reference log-probs get
-    them from `model_path` itself (the paper's reference M_t) in a no-grad pass before the first
-    step; they are kept in OUT/reference_logps.jsonl. `pairs` is not modified.
+    The default, IRPO Eq. 1, weighs the winner's NLL by `cfg.alpha`; `dpo` fixes alpha = 0.
+    Pairs without reference log-probs get them from `model_path` itself (the paper's reference
+    M_t) in a no-grad pass before the first step; they are kept in OUT/reference_logps.jsonl.
+    `pairs` is not modified.
     """
+    m = get_method(method) if isinstance(method, str) else method
+    if not m.preference:
+        raise IrpoError(f"method {m.name!r} does not train on preference pairs")
     if not pairs:
         raise IrpoError("no preference pairs to train on")
+    cfg = m.train_config(cfg)
     refs = [(p.ref_chosen_logp, p.ref_rejected_logp) for p in pairs]
     job = Job(
-        kind="dpo" if cfg.alpha == 0 else "irpo",
+        kind=m.name,
         examples=pairs,
-        objective=preference_objective(
-            beta=cfg.beta, alpha=cfg.alpha, nll_normalization=cfg.nll_normalization
-        ),
+        objective=m.objective(cfg),
         length_of=lambda p: len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)),
         fingerprint=fingerprint(
             [(p.prompt_ids, p.chosen_ids, p.rejected_ids) for p in pairs], extra=refs
@@ -73,21 +80,27 @@ def train_sft(
     output_dir: str | Path,
     *,
     seed: int,
+    method: Method | None = None,
     model_cfg: ModelConfig | None = None,
     resume: bool = True,
     log_fn: LogFn | None = None,
     progress: ProgressFactory | None = None,
 ) -> TrainResult:
-    """Supervised fine-tuning on (prompt, response) tokens: per-sequence mean NLL.
+    """Supervised fine-tuning on (prompt, response) tokens: per-sequence mean NLL, or the loss
+    of `method` (one that does not train on pairs).
 
     The paper's SFT-on-gold and STaR baselines, and how a seed model is trained from scratch.
     """
+    if method is not None and method.preference:
+        raise IrpoError(f"method {method.name!r} trains on preference pairs, not SFT examples")
     if not examples:
         raise IrpoError("no SFT examples to train on")
+    if method is not None:
+        cfg = method.train_config(cfg)
     job = Job(
-        kind="sft",
+        kind="sft" if method is None else method.name,
         examples=examples,
-        objective=sft_objective(),
+        objective=sft_objective() if method is None else method.objective(cfg),
         length_of=lambda e: len(e.prompt_ids) + len(e.response_ids),
         fingerprint=fingerprint([(e.prompt_ids, e.response_ids) for e in examples]),
     )
@@ -150,14 +163,6 @@ def _with_references(
 
 # --------------------------------------------------------------------------- from files
 
-Method = str
-METHODS = ("irpo", "dpo", "sft")
-
-
-def method_of(loop_method: str) -> Method:
-    """The training a `loop.method` runs: irpo, dpo, or sft (sft_gold and star)."""
-    return {"irpo": "irpo", "dpo": "dpo"}.get(loop_method, "sft")
-
 
 def read_sft_examples(path: str | Path) -> list[SftExample]:
     """SFT examples from a JSONL file of pairs (their distinct chosen responses) or of
@@ -192,33 +197,35 @@ def train_file(
     config: RunConfig,
     output_dir: str | Path,
     *,
-    method: Method,
+    method: str,
+    seed: int | None = None,
     resume: bool = True,
     progress: ProgressFactory | None = None,
 ) -> TrainResult:
-    """`irpo train`: read pairs (or SFT rows), train with `method`, save to `output_dir`.
+    """`irpo train`: read pairs (or SFT rows), train with `method` (a `loop.method` name, or
+    `sft`), save to `output_dir`. Methods that do not train on pairs read the file's distinct
+    winners (or SFT rows) as examples.
 
-    The resolved configuration is written to OUT/config.yaml.
+    `seed` defaults to the config's. The resolved configuration is written to OUT/config.yaml.
     """
     from irpo.config import dump_config
     from irpo.records import read_pairs
 
-    if method not in METHODS:
-        raise IrpoError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    cfg = config.train.model_copy(update={"alpha": 0.0}) if method == "dpo" else config.train
+    m = training_method(method)
+    cfg = config.train
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(config), encoding="utf-8")
     common: dict[str, Any] = {
-        "seed": config.seed,
+        "seed": config.seed if seed is None else seed,
         "model_cfg": config.model,
         "resume": resume,
         "progress": progress,
     }
-    if method == "sft":
-        return train_sft(model_path, read_sft_examples(data), cfg, out, **common)
+    if not m.preference:
+        return train_sft(model_path, read_sft_examples(data), cfg, out, method=m, **common)
     try:
         pairs = read_pairs(data)
     except (KeyError, TypeError) as e:
         raise IrpoError(f"{data}: not a pairs file (missing or bad field {e})") from None
-    return train_preference(model_path, pairs, cfg, out, **common)
+    return train_preference(model_path, pairs, cfg, out, method=m, **common)

@@ -21,8 +21,8 @@ from irpo.sampling import (
     merge_shards,
     sample_problems,
 )
-from irpo.sampling.run import settings_file, stats_file
 from irpo.sampling.shards import write_samples
+from irpo.sampling.stage import settings_file, stats_file
 from irpo.tasks.base import Task
 
 
@@ -31,7 +31,7 @@ class EchoTask(Task):
 
     name = "echo"
 
-    def load(
+    def load_with_stats(
         self, source: Any, split: str, *, limit: Any = None, skip_bad_rows: bool = False
     ) -> Any:
         raise NotImplementedError
@@ -173,7 +173,7 @@ def test_duplicate_problem_ids_are_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Any:
     from irpo.models import load_model, load_tokenizer
-    from irpo.sampling.hf import TransformersEngine
+    from irpo.sampling.transformers_engine import TransformersEngine
 
     model = load_model(str(tiny_model_dir), device="cpu")
     return TransformersEngine(model, load_tokenizer(str(tiny_model_dir)), batch_size=5)

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 import irpo.train
-from irpo.cli.run import demo_config_path
-from irpo.config import load_config
-from irpo.seed import build_seed_model, seed_key
+from irpo.config import demo_config_path, load_config
+from irpo.seed_model import build_seed_model, seed_key
 from irpo.tasks import get_task
 
 TINY_SEED = [

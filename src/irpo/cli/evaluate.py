@@ -1,0 +1,80 @@
+"""`irpo eval`: the evaluation stage on its own (greedy, maj@K, pass@K)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from irpo.cli.app import PANEL_STAGES, app, command
+from irpo.cli.options import (
+    ConfigOpt,
+    LimitOpt,
+    ModelOpt,
+    SetOpt,
+    SourceOpt,
+    SplitOpt,
+    TaskOpt,
+    TaskOptionsOpt,
+    load_problems,
+    load_run_config,
+    model_of,
+    sampling_progress,
+    task_of,
+)
+
+
+@app.command("eval", rich_help_panel=PANEL_STAGES)
+@command
+def eval_(
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    source: SourceOpt = None,
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+    options: TaskOptionsOpt = None,
+    maj: Annotated[
+        int | None,
+        typer.Option("--maj", min=0, help="K for maj@K and pass@K (default: eval.maj_k; 0: none)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Metrics JSON (samples are kept beside it).")
+    ] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Greedy accuracy, maj@K, pass@K and the parse-failure rate of a model on held-out data."""
+    from irpo.evaluate import evaluate_model
+    from irpo.sampling import make_engine
+
+    cfg = load_run_config(config, overrides)
+    if maj is not None:
+        cfg.eval.maj_k = maj
+    the_task = task_of(cfg, task, options)
+    problems = load_problems(cfg, the_task, "eval", source=source, split=split, limit=limit)
+    engine = make_engine(cfg.model, cfg.sampling, model_path=model_of(cfg, model))
+    with sampling_progress("evaluating") as bar:
+        result = evaluate_model(
+            engine,
+            the_task,
+            problems,
+            cfg.eval,
+            seed=cfg.seed,
+            out_path=out,
+            max_new_tokens=cfg.eval_max_new_tokens,
+            stop_at_final_answer=cfg.sampling.stop_at_final_answer,
+            progress=bar,
+        )
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    typer.echo(f"{result.num_problems} questions")
+    typer.echo(f"greedy accuracy:    {pct(result.greedy_accuracy)}")
+    if result.k:
+        typer.echo(f"maj@{result.k} accuracy:   {pct(result.maj_accuracy)}")
+        typer.echo(f"pass@{result.k} accuracy:  {pct(result.pass_accuracy)}")
+    typer.echo(f"parse failure rate: {pct(result.parse_failure_rate)}")
+    if out is not None:
+        typer.echo(f"metrics: {out}")
