@@ -93,7 +93,6 @@ class Settings:
 
 def gsm8k_pairs(tokenizer: Any, n: int, pool: int = 1000) -> list[dict[str, Any]]:
     """`n` GSM8K train questions with gold and corrupted solutions, lengths nearest the median."""
-    from irpo.models import encode_prompt, encode_response
 
     rows = []
     with (SHARED_DATA / "gsm8k" / "train.jsonl").open(encoding="utf-8") as f:
@@ -110,20 +109,8 @@ def gsm8k_pairs(tokenizer: Any, n: int, pool: int = 1000) -> list[dict[str, Any]
         chosen = f"{body}\nFinal answer: {answer}"
         wrong = str(int(float(answer)) + rng.randint(1, 9)) if _is_number(answer) else answer + "0"
         rejected = re.sub(rf"(?<![\d.]){re.escape(answer)}(?![\d.])", wrong, chosen)
-        prompt, prompt_ids = encode_prompt(tokenizer, GSM8K_PROMPT.format(question=row["question"]))
-        candidates.append(
-            {
-                "problem_id": f"gsm8k-train-{i}",
-                "prompt": prompt,
-                "prompt_ids": prompt_ids,
-                "chosen": chosen,
-                "chosen_ids": encode_response(tokenizer, chosen),
-                "rejected": rejected,
-                "rejected_ids": encode_response(tokenizer, rejected),
-                "chosen_index": -1,
-                "rejected_index": 0,
-            }
-        )
+        prompt = GSM8K_PROMPT.format(question=row["question"])
+        candidates.append(_pair_row(tokenizer, f"gsm8k-train-{i}", prompt, chosen, rejected))
     median = statistics.median(len(c["chosen_ids"]) for c in candidates)
     candidates.sort(key=lambda c: (abs(len(c["chosen_ids"]) - median), c["problem_id"]))
     return candidates[:n]
@@ -137,28 +124,31 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def synthetic_pairs(tokenizer: Any, n: int) -> list[dict[str, Any]]:
-    """Fixed arithmetic pairs for `--smoke` (no shared data needed)."""
+def _pair_row(tokenizer: Any, problem_id: str, prompt: str, chosen: str, rejected: str) -> dict:
+    """A pairs-file row (a gold winner, index -1) with the prompt and responses tokenised."""
     from irpo.models import encode_prompt, encode_response
 
+    text, prompt_ids = encode_prompt(tokenizer, prompt)
+    return {
+        "problem_id": problem_id,
+        "prompt": text,
+        "prompt_ids": prompt_ids,
+        "chosen": chosen,
+        "chosen_ids": encode_response(tokenizer, chosen),
+        "rejected": rejected,
+        "rejected_ids": encode_response(tokenizer, rejected),
+        "chosen_index": -1,
+        "rejected_index": 0,
+    }
+
+
+def synthetic_pairs(tokenizer: Any, n: int) -> list[dict[str, Any]]:
+    """Fixed arithmetic pairs for `--smoke` (no shared data needed)."""
     out = []
     for i in range(n):
         a, b = 3 + i, 5 + 2 * i
-        prompt, prompt_ids = encode_prompt(tokenizer, f"What is {a} + {b}?")
         chosen, rejected = f"{a} + {b} = {a + b}. Final answer: {a + b}", f"Final answer: {a - b}"
-        out.append(
-            {
-                "problem_id": f"synthetic-{i}",
-                "prompt": prompt,
-                "prompt_ids": prompt_ids,
-                "chosen": chosen,
-                "chosen_ids": encode_response(tokenizer, chosen),
-                "rejected": rejected,
-                "rejected_ids": encode_response(tokenizer, rejected),
-                "chosen_index": -1,
-                "rejected_index": 0,
-            }
-        )
+        out.append(_pair_row(tokenizer, f"synthetic-{i}", f"What is {a} + {b}?", chosen, rejected))
     return out
 
 

@@ -26,10 +26,11 @@ from typing import Any
 from irpo.cli.app import setup_logging
 from irpo.config import demo_config_path, load_config
 from irpo.loop import run
+from irpo.methods import METHODS as REGISTERED
 from irpo.report import compare, markdown_table, run_table, write_report
 from irpo.rundir import RunDir
 
-METHODS = ("sft_gold", "star", "dpo", "irpo")
+METHODS = ("sft_gold", "star", "dpo", "irpo")  # Table 1's columns, in its order
 
 
 def chosen_logp_trend(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -54,7 +55,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs/table1"))
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(REGISTERED))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--doc", type=Path, default=Path("docs/RESULTS.md"))
     args = parser.parse_args()

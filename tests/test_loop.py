@@ -328,3 +328,16 @@ def test_smollm2_run_through_the_chat_template(shared_data: Path, tmp_path: Path
     assert "Final answer" in pairs[0].prompt
     assert runs.stage_info("iter_0/train")["steps"] == 1
     assert len(summary.evals) == 2
+
+
+def test_eval_only_first_and_last_model(tmp_path: Path) -> None:
+    out = tmp_path / "ends"
+    summary = run(tiny_config("eval.on_train_iterations=false", "eval.maj_k=0"), out)
+    runs = RunDir(out)
+    assert [runs.eval_path(t).exists() for t in range(3)] == [True, False, True]
+    assert len(summary.evals) == 2
+    from irpo.report import run_table
+
+    assert [row.model for row in run_table(runs)] == [0, 2]
+    with pytest.raises(IrpoError, match=r"loop\.min_gain compares every iteration"):
+        tiny_config("eval.on_train_iterations=false", "loop.min_gain=1")

@@ -7,11 +7,15 @@ with the resolved config in the run directory.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from irpo.errors import IrpoError
 
@@ -20,7 +24,9 @@ if TYPE_CHECKING:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
 
 class TaskConfig(_Section):
@@ -31,11 +37,17 @@ class TaskConfig(_Section):
     train_source: str | None = None
     """Local file (JSONL/JSON/Parquet) or Hugging Face dataset id; None for generated tasks."""
     train_split: str = "train"
+    """Split of `train_source` to read: a folder's file(s) named for it or a Hub dataset's split."""
     eval_source: str | None = None
+    """Source of the held-out questions, like `train_source`; None: `train_source` (its
+    `eval_split`)."""
     eval_split: str = "test"
+    """Split of the held-out source that every model is evaluated on."""
     train_limit: int | None = Field(default=None, ge=1)
-    """Use only the first N training questions of the source (for arith: of its generated sequence)."""
+    """Use only the first N training questions of the source (for arith: of its generated
+    sequence)."""
     eval_limit: int | None = Field(default=None, ge=1)
+    """Use only the first N held-out questions of the source."""
     skip_bad_rows: bool = False
     """Skip (and count) rows without a question or answer instead of failing."""
     options: dict[str, Any] = Field(default_factory=dict)
@@ -46,29 +58,41 @@ class ModelConfig(_Section):
     name_or_path: str = "smollm2-135m"
     """Hugging Face id, local folder, or an embedded model name (`smollm2-135m`)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weight dtype for sampling and reference log-probs; `auto`: bfloat16 on GPUs that
+    support it, else float32. Training keeps float32 weights unless a dtype is named."""
     device: str = "auto"
+    """Device for sampling and reference log-probs (`cuda:0`, `cpu`, ...); `auto`: CUDA when
+    available. Training is placed by accelerate."""
     chat_template: Literal["auto", "always", "never"] = "auto"
     """`auto` applies the tokenizer's chat template when it has one."""
     trust_remote_code: bool = False
+    """Let transformers run the code of a model repository (custom architectures)."""
 
 
 class SamplingConfig(_Section):
     engine: Literal["transformers", "vllm"] = "transformers"
+    """Generation backend: irpo's batched transformers decoder, or vLLM (the `vllm` extra, GPU)."""
     num_samples: int = Field(default=30, ge=1)
     """N: solutions sampled per training question (paper: 30 GSM8K/ARC, 20 MATH)."""
     temperature: float = Field(default=0.8, ge=0.0)
+    """Sampling temperature of every iteration when `temperatures` is unset (paper: 0.8)."""
     temperatures: list[float] | None = None
-    """Per-iteration temperatures; iteration t uses temperatures[min(t, len-1)] (paper: 0.8, 0.8, 1.3, 1.3)."""
+    """Per-iteration temperatures; iteration t uses temperatures[min(t, len-1)] (paper: 0.8, 0.8,
+    1.3, 1.3)."""
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling: draw from the most likely tokens holding this much probability (1: all)."""
     max_new_tokens: int = Field(default=512, ge=1)
+    """Most tokens generated per solution; also the held-out evaluation's default."""
     stop_at_final_answer: bool = True
-    """Stop right after the line carrying "Final answer: ..." (run-on text causes wrong verdicts)."""
+    """Stop right after the line carrying "Final answer: ..." (run-on text causes wrong
+    verdicts)."""
     batch_size: int = Field(default=64, ge=1)
     """Sequences decoded together by the transformers engine."""
     prefill_tokens: int = Field(default=2048, ge=1)
     """Prompt tokens (padded) per prefill forward of the transformers engine."""
     vllm: dict[str, Any] = Field(default_factory=dict)
-    """Extra keyword arguments for `vllm.LLM` (gpu_memory_utilization, tensor_parallel_size, ...)."""
+    """Extra keyword arguments for `vllm.LLM` (gpu_memory_utilization, tensor_parallel_size,
+    ...)."""
 
     def temperature_for(self, iteration: int) -> float:
         if self.temperatures:
@@ -108,23 +132,34 @@ class PairsConfig(_Section):
 
 class TrainConfig(_Section):
     beta: float = Field(default=0.1, gt=0.0)
+    """DPO's beta: scale of the log-ratio margin in IRPO Eq. 1 (paper: 0.1, tried 0.05-1)."""
     alpha: float = Field(default=1.0, ge=0.0)
     """Weight of the winner's length-normalised NLL (IRPO Eq. 1); 0 gives plain DPO."""
     nll_normalization: Literal["sequence", "batch_token"] = "sequence"
     """`sequence`: the paper's per-sequence mean; `batch_token`: TRL's batch token mean."""
     learning_rate: float = Field(default=7e-7, gt=0.0)
+    """Peak AdamW learning rate, reached after warmup (paper: 7e-7)."""
     weight_decay: float = Field(default=0.0, ge=0.0)
+    """AdamW weight decay, on weight matrices only (not norms or biases)."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's (beta1, beta2) moment decay rates."""
     schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning rate after warmup: constant, or a cosine or linear decay to 0 at the last step."""
     warmup_steps: int = Field(default=0, ge=0)
+    """Optimizer steps of linear learning-rate warmup from 0."""
     batch_size: int = Field(default=16, ge=1)
     """Global batch size in pairs (or sequences for SFT), across processes and accumulation."""
     micro_batch_size: int = Field(default=4, ge=1)
     """Pairs per forward pass on each process; accumulation makes up the rest."""
     epochs: float = Field(default=1.0, gt=0.0)
+    """Passes over the pairs (fractions allowed): ceil(epochs * pairs / batch_size) optimizer
+    steps, unless `max_steps` is set."""
     max_steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps to train, instead of `epochs` (paper: at most 5000; ARC 4000)."""
     max_grad_norm: float | None = Field(default=1.0, gt=0.0)
+    """Clip the gradient's global L2 norm to this; None: no clipping (the norm is still logged)."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """accelerate's mixed precision; `auto`: bf16 where the GPU supports it, else `no`."""
     gradient_checkpointing: bool = True
     """Recompute each decoder layer's activations in the backward pass: about a third more
     compute for a much smaller peak (docs/BENCHMARKS.md). TRL's default too; tiny models, whose
@@ -132,6 +167,7 @@ class TrainConfig(_Section):
     lora: dict[str, Any] | None = None
     """peft LoraConfig arguments; the adapter is merged into the saved checkpoint."""
     log_every: int = Field(default=1, ge=1)
+    """Log training metrics, averaged over the window, every N optimizer steps (and the last)."""
     save_every: int | None = Field(default=None, ge=1)
     """Save a resumable training state every N optimizer steps."""
     ref_batch_size: int = Field(default=8, ge=1)
@@ -148,19 +184,23 @@ class TrainConfig(_Section):
 
 class EvalConfig(_Section):
     greedy: bool = True
+    """Score one greedy (temperature 0) answer per held-out question: the paper's main metric."""
     maj_k: int = Field(default=0, ge=0)
     """K for maj@K and pass@K (0: greedy only; paper: 32)."""
     temperature: float = Field(default=0.8, ge=0.0)
+    """Temperature of the maj@K / pass@K samples (paper: 0.8 for maj@32)."""
     max_new_tokens: int | None = Field(default=None, ge=1)
     """Defaults to sampling.max_new_tokens."""
     on_train_iterations: bool = True
-    """Evaluate the seed model and every iteration's model."""
+    """Evaluate every iteration's model; false: only M_0 and the last model (faster; needs
+    loop.min_gain unset, which compares consecutive iterations)."""
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     """Nucleus sampling for the maj@K / pass@K samples."""
 
 
 class LoopConfig(_Section):
     iterations: int = Field(default=3, ge=1)
+    """Iterations t = 0, 1, ... each training M_{t+1} from M_t (paper: 4 GSM8K, 3 ARC and MATH)."""
     method: str = "irpo"
     """What each iteration trains on and with which loss: irpo, dpo, star or sft_gold
     (`irpo.methods`)."""
@@ -187,14 +227,24 @@ class SeedModelConfig(_Section):
     """
 
     hidden_size: int = Field(default=128, ge=8)
+    """Model width (the MLP is 4x wider)."""
     num_layers: int = Field(default=4, ge=1)
+    """Decoder layers."""
     num_heads: int = Field(default=4, ge=1)
+    """Attention heads (as many key/value heads: no grouped-query attention)."""
     max_position_embeddings: int = Field(default=256, ge=16)
+    """Context length in tokens (one token per character)."""
     train_problems: int = Field(default=5000, ge=1)
+    """Training questions read from `task.train_split`; those with a gold solution are the
+    SFT examples."""
     steps: int = Field(default=1000, ge=1)
+    """Optimizer steps of SFT."""
     batch_size: int = Field(default=64, ge=1)
+    """Examples (sequences) per optimizer step."""
     learning_rate: float = Field(default=1e-3, gt=0.0)
+    """Peak AdamW learning rate, reached after warmup."""
     warmup_steps: int = Field(default=50, ge=0)
+    """Optimizer steps of linear learning-rate warmup from 0."""
     schedule: Literal["cosine", "constant"] = "cosine"
     """The learning rate after warmup: a cosine decay to zero (an annealed seed) or constant (a
     seed stopped mid-training, like a checkpoint taken before the end of pretraining)."""
@@ -208,16 +258,27 @@ SCRATCH = "scratch"
 
 class RunConfig(_Section):
     seed: int = 0
+    """Run seed: names the sampling and evaluation random streams; iteration t pairs and
+    trains with seed + t; also initialises a scratch seed model."""
     task: TaskConfig = Field(default_factory=TaskConfig)
+    """What to train and evaluate on: the task, its data sources and splits."""
     model: ModelConfig = Field(default_factory=ModelConfig)
+    """The seed model M_0 and how models are loaded."""
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """Generating N solutions per training question from M_t."""
     pairs: PairsConfig = Field(default_factory=PairsConfig)
+    """Building K (winner, loser) pairs per question from the scored samples."""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    """Training M_{t+1} on the pairs (or, for SFT methods, on the winners)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    """Held-out evaluation of M_0 and every iteration's model."""
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    """The iterations and the method each one runs."""
     seed_model: SeedModelConfig | None = None
+    """Train M_0 from scratch (only with `model.name_or_path: scratch`); absent by default."""
     trackers: list[Tracker] = Field(default_factory=lambda: list[Tracker](["jsonl"]))
-    """Metrics always go to RUN/metrics.jsonl; wandb, tensorboard, mlflow add accelerate's trackers."""
+    """Metrics always go to RUN/metrics.jsonl; wandb, tensorboard, mlflow add accelerate's
+    trackers."""
 
     def iteration_seed(self, iteration: int) -> int:
         """The seed of iteration t's pairing and training (`seed + t`)."""
@@ -239,6 +300,11 @@ class RunConfig(_Section):
             raise ValueError(
                 f"train.batch_size ({self.train.batch_size}) must be a multiple of "
                 f"train.micro_batch_size ({self.train.micro_batch_size})"
+            )
+        if self.loop.min_gain is not None and not self.eval.on_train_iterations:
+            raise ValueError(
+                "loop.min_gain compares every iteration's evaluation: it needs "
+                "eval.on_train_iterations: true"
             )
         return self
 
@@ -324,3 +390,91 @@ def demo_config_path() -> Path:
 
 def dump_config(config: RunConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- reference
+
+_REFERENCE_INTRO = """\
+# Configuration reference
+
+Every key of a run configuration (a YAML file, or `--set section.key=value` on the command line),
+with its type, default and meaning. This file is generated from `src/irpo/config.py` by
+`python -m irpo.config`; a test (`tests/test_config_docs.py`) fails when it is out of step with
+the code, or when a field has no description.
+"""
+
+
+def _type_name(tp: Any) -> str:
+    """A readable spelling of a field's type: `int | None`, `"sequence" | "batch_token"`."""
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "Any"
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is Literal:
+        return " | ".join(f'"{a}"' if isinstance(a, str) else repr(a) for a in args)
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    return getattr(tp, "__name__", str(tp))
+
+
+def _default_text(field: FieldInfo) -> str:
+    """The default as it would be written in YAML (`null`, `true`, `[0.9, 0.999]`, `irpo`)."""
+    default = field.get_default(call_default_factory=True)
+    if default is PydanticUndefined:
+        return "(required)"
+    plain = to_jsonable_python(default)
+    text = yaml.safe_dump(plain, default_flow_style=True, width=1_000_000, sort_keys=False)
+    lines = text.strip().splitlines()
+    if len(lines) > 1 and lines[-1] == "...":  # the end-of-document marker after a scalar
+        lines = lines[:-1]
+    return " ".join(lines)
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    return f"`{_cell(text)}`"
+
+
+def _section_model(field: FieldInfo) -> type[BaseModel] | None:
+    """The section model of a RunConfig field (`SeedModelConfig | None` included), or None."""
+    for tp in (field.annotation, *get_args(field.annotation)):
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+    return None
+
+
+def _table(model: type[BaseModel], fields: list[str], prefix: str) -> list[str]:
+    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for name in fields:
+        field = model.model_fields[name]
+        rows.append(
+            f"| {_code(prefix + name)} | {_code(_type_name(field.annotation))} "
+            f"| {_code(_default_text(field))} | {_cell(field.description or '')} |"
+        )
+    return rows
+
+
+def config_reference() -> str:
+    """The Markdown reference of every config key (docs/CONFIG.md): `python -m irpo.config`."""
+    fields = RunConfig.model_fields
+    sections = {name: _section_model(field) for name, field in fields.items()}
+    top = [name for name, model in sections.items() if model is None]
+    out = [_REFERENCE_INTRO, "## Top level", "", *_table(RunConfig, top, ""), ""]
+    for name, model in sections.items():
+        if model is None:
+            continue
+        out += [f"## `{name}`", "", _cell(fields[name].description or ""), ""]
+        out += [*_table(model, list(model.model_fields), f"{name}."), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(config_reference())

@@ -236,34 +236,30 @@ def evaluate_model(
     }
     with tempfile.TemporaryDirectory(prefix="irpo-eval-") as tmp:
         base = Path(out_path) if out_path is not None else Path(tmp) / "eval.json"
+        common: dict[str, Any] = {
+            "max_new_tokens": new_tokens,
+            "seed": seed,
+            "stop_at_final_answer": stop_at_final_answer,
+        }
+
+        def draw(name: str, params: SamplingParams) -> list[Sample]:
+            path = base.with_name(f"{base.stem}.{name}.jsonl")
+            sample_problems(engine, task, problems, params, path, progress=progress, stream="eval")
+            return read_samples(path)
+
         greedy = sampled = None
         if eval_cfg.greedy:
-            path = base.with_name(base.stem + ".greedy.jsonl")
-            greedy_params = SamplingParams(
-                num_samples=1,
-                temperature=0.0,
-                max_new_tokens=new_tokens,
-                seed=seed,
-                stop_at_final_answer=stop_at_final_answer,
-            )
-            sample_problems(
-                engine, task, problems, greedy_params, path, progress=progress, stream="eval"
-            )
-            greedy = read_samples(path)
+            greedy = draw("greedy", SamplingParams(num_samples=1, temperature=0.0, **common))
         if eval_cfg.maj_k > 0:
-            path = base.with_name(base.stem + ".sampled.jsonl")
-            sampled_params = SamplingParams(
-                num_samples=eval_cfg.maj_k,
-                temperature=eval_cfg.temperature,
-                top_p=eval_cfg.top_p,
-                max_new_tokens=new_tokens,
-                seed=seed,
-                stop_at_final_answer=stop_at_final_answer,
+            sampled = draw(
+                "sampled",
+                SamplingParams(
+                    num_samples=eval_cfg.maj_k,
+                    temperature=eval_cfg.temperature,
+                    top_p=eval_cfg.top_p,
+                    **common,
+                ),
             )
-            sample_problems(
-                engine, task, problems, sampled_params, path, progress=progress, stream="eval"
-            )
-            sampled = read_samples(path)
     result = evaluate_samples(
         problems, greedy, sampled, eval_cfg.maj_k, settings, same_answer=task.same_answer
     )

@@ -120,7 +120,8 @@ class Pipeline:
                 self.stage_train_preference(t)
             else:
                 self.stage_train_sft(t)
-            summary.evals.append(self.stage_eval(t + 1))
+            if cfg.eval.on_train_iterations or t + 1 == cfg.loop.iterations:
+                summary.evals.append(self.stage_eval(t + 1))
             if self._saturated(summary.evals):
                 self.run.set_value("stopped_after", t)
                 log.info("stopping: greedy accuracy gain below loop.min_gain after iteration %d", t)
@@ -295,20 +296,21 @@ class Pipeline:
             return
         from irpo.train import train_preference
 
-        it = self.run.iteration(t)
-        pairs = read_pairs(it.pairs)
-        result = train_preference(
-            self.model_path(t),
-            pairs,
-            self.config.train,
-            it.train,
-            method=self.method,
-            seed=self.config.iteration_seed(t),
-            model_cfg=self.config.model,
-            log_fn=self._log_step(t),
-            progress=self.progress,
-        )
+        pairs = read_pairs(self.run.iteration(t).pairs)
+        result = train_preference(self.model_path(t), pairs, **self._training(t))
         self._finish_training(t, result, examples=len(pairs))
+
+    def _training(self, t: int) -> dict[str, Any]:
+        """What both kinds of training job of iteration t take besides the model and data."""
+        return {
+            "cfg": self.config.train,
+            "output_dir": self.run.iteration(t).train,
+            "method": self.method,
+            "seed": self.config.iteration_seed(t),
+            "model_cfg": self.config.model,
+            "log_fn": self._log_step(t),
+            "progress": self.progress,
+        }
 
     def _finish_training(self, t: int, result: Any, *, examples: int) -> None:
         it = self.run.iteration(t)
@@ -338,17 +340,7 @@ class Pipeline:
                     )
         if not examples:
             raise IrpoError(f"iteration {t}: no SFT examples ({source}); nothing to train on")
-        result = train_sft(
-            self.model_path(t),
-            examples,
-            self.config.train,
-            it.train,
-            method=self.method,
-            seed=self.config.iteration_seed(t),
-            model_cfg=self.config.model,
-            log_fn=self._log_step(t),
-            progress=self.progress,
-        )
+        result = train_sft(self.model_path(t), examples, **self._training(t))
         self._finish_training(t, result, examples=len(examples))
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,14 +67,10 @@ def _materialize_smollm2() -> Path:
         gguf = _smollm2_gguf()
         log.info("converting %s to safetensors in %s (once)", gguf.name, target)
         start = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{SMOLLM2}."))
-        try:
+        from irpo.records import atomic_output
+
+        with atomic_output(target, folder=True) as tmp:
             _dequantize_gguf(gguf, tmp)
-            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         log.info("cached %s in %.1fs", SMOLLM2, time.perf_counter() - start)
     return target
 

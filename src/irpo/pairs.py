@@ -167,7 +167,7 @@ def _group(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
         if s.correct is None:
             raise IrpoError(
                 f"sample {s.index} of problem {s.problem_id!r} is not verified (correct is null): "
-                "run the verify stage before pairing"
+                "pair samples written by the sampling stage (`irpo sample`), which scores each one"
             )
         groups.setdefault(s.problem_id, []).append(s)
     return groups

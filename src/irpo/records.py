@@ -1,4 +1,5 @@
-"""The records the pipeline stages exchange, and their JSONL I/O.
+"""The records the pipeline stages exchange, their JSONL I/O, and the one way files and
+folders are written atomically (`atomic_output`).
 
 sample -> verify -> pair -> train -> evaluate: each stage reads and writes these records, one JSON
 object per line, so any stage can be run alone and inspected with ordinary tools.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -169,19 +172,60 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         yield obj
 
 
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextmanager
+def atomic_output(dest: str | Path, *, folder: bool = False) -> Iterator[Path]:
+    """A fresh temporary file (or empty folder) beside `dest`, put in `dest`'s place when the
+    block ends without an error and removed when it raises.
+
+        with atomic_output(path) as tmp:
+            tmp.write_text(...)
+
+    Readers see the old `dest` or the complete new one, never a part: a file replaces the old
+    one in one rename. A folder replaces an old folder in two steps (remove, then rename), so a
+    crash between them leaves no `dest` at all, which every caller treats as "not done yet".
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = f".{dest.name}.", ".tmp"
+    if folder:
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=prefix, suffix=suffix))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    else:
+        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=prefix, suffix=suffix)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        replace_path(tmp, dest)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def replace_path(src: Path, dest: Path) -> None:
+    """Move a finished file or folder onto `dest` (see `atomic_output`)."""
+    if src.is_dir() and dest.exists():
+        shutil.rmtree(dest)
+    os.replace(src, dest)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write rows atomically: readers see the old file or the complete new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -210,17 +254,7 @@ def _drop_partial_last_line(path: Path) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write one JSON document atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

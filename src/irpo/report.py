@@ -46,8 +46,9 @@ def run_table(run: RunDir) -> list[Row]:
     """One row per evaluated model of the run, in order."""
     config = run.load_config()
     rows = []
-    t = 0
-    while run.eval_path(t).exists():
+    for t in range(config.loop.iterations + 1):
+        if not run.eval_path(t).exists():
+            continue  # not evaluated (eval.on_train_iterations: false) or not yet
         ev = read_json(run.eval_path(t))
         stats: dict[str, Any] = {}
         examples = None
@@ -74,7 +75,6 @@ def run_table(run: RunDir) -> list[Row]:
                 train_examples=examples,
             )
         )
-        t += 1
     return rows
 
 

@@ -33,7 +33,7 @@ import yaml
 
 from irpo.config import RunConfig, config_from_dict, dump_config
 from irpo.errors import IrpoError
-from irpo.records import append_jsonl, read_json, read_jsonl, write_json
+from irpo.records import append_jsonl, read_json, read_jsonl, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,7 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         text = dump_config(config)
         if not self.config_path.exists() or self.config_path.read_text(encoding="utf-8") != text:
-            tmp = self.config_path.with_suffix(".yaml.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(self.config_path)
+            write_text(self.config_path, text)
 
     # ------------------------------------------------------------------ manifest
     def manifest(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from irpo.models import (
     encode_response,
     save_model,
 )
+from irpo.records import atomic_output
 from irpo.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,7 @@ def build_seed_model(config: RunConfig, task: Task, *, progress: Any = None) -> 
     result = train_sft(
         str(init_dir), examples, train_cfg, work / "train", seed=config.seed, progress=progress
     )
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(Path(result.model_dir), tmp)
-    tmp.replace(target)
+    with atomic_output(target, folder=True) as tmp:
+        shutil.copytree(Path(result.model_dir), tmp, dirs_exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     return target

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from irpo.records import read_json, read_jsonl, write_json, write_jsonl
+from irpo.records import atomic_output, read_json, read_jsonl, replace_path, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,7 @@ def save_state(accelerator: Any, tdir: TrainDir, step: int) -> Path:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json(tmp / "state.json", {"step": step})
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        replace_path(tmp, final)
         for d in tdir.checkpoints.iterdir():
             if d != final and _STEP_DIR.match(d.name):
                 shutil.rmtree(d, ignore_errors=True)
@@ -93,13 +92,10 @@ def save_model_atomic(
     model: Any, tokenizer: Any, state_dict: dict[str, Any] | None, dest: Path
 ) -> None:
     """Write a `from_pretrained` checkpoint to `dest`, through a temporary folder."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     # Like irpo.models.save_model, with an explicit state dict (gathered under FSDP / ZeRO-3).
-    model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_output(dest, folder=True) as tmp:
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def read_settings(tdir: TrainDir) -> dict[str, Any] | None:
