@@ -73,6 +73,16 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def assert_same_results(expected: Path, actual: Path) -> None:
+    """Two runs ended with the same evaluations, samples, pairs and final weights (bit for bit)."""
+    a, b = _state(expected), _state(actual)
+    assert a["evals"] == b["evals"]
+    assert a["samples"] == b["samples"]
+    assert a["pairs"] == b["pairs"]
+    for name, tensor in a["weights"].items():
+        torch.testing.assert_close(b["weights"][name], tensor, rtol=0, atol=0)
+
+
 def _state(out: Path) -> dict[str, Any]:
     """Everything a run decided: evaluations, samples, pairs and the final weights."""
     from safetensors.torch import load_file
@@ -204,12 +214,7 @@ def test_crash_inside_a_stage_resumes_to_the_same_result(
     assert RunDir(out).is_done("iter_1/reference") and not RunDir(out).is_done("iter_1/train")
     monkeypatch.setattr(irpo.train, "train_preference", real)
     run(tiny_config(), out)
-    a, b = _state(finished_run), _state(out)
-    assert a["evals"] == b["evals"]
-    assert a["samples"] == b["samples"]
-    assert a["pairs"] == b["pairs"]
-    for name, tensor in a["weights"].items():
-        torch.testing.assert_close(b["weights"][name], tensor, rtol=0, atol=0)
+    assert_same_results(finished_run, out)
 
 
 @pytest.mark.slow
@@ -234,12 +239,7 @@ def test_killed_process_resumes_to_the_same_result(finished_run: Path, tmp_path:
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert kills >= 1
-    a, b = _state(finished_run), _state(out)
-    assert a["evals"] == b["evals"]
-    assert a["samples"] == b["samples"]
-    assert a["pairs"] == b["pairs"]
-    for name, tensor in a["weights"].items():
-        torch.testing.assert_close(b["weights"][name], tensor, rtol=0, atol=0)
+    assert_same_results(finished_run, out)
 
 
 @pytest.mark.parametrize("method", ["dpo", "star", "sft_gold"])

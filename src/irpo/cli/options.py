@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from irpo.tasks.base import Task
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML run configuration (default: defaults).")
+    Path | None,
+    typer.Option("--config", "-c", help="YAML run configuration (default: the built-in defaults)."),
 ]
 SetOpt = Annotated[
     list[str] | None,

@@ -17,6 +17,7 @@ from irpo.cli.options import (
     model_of,
     progress_bars,
 )
+from irpo.methods import METHODS, SFT
 
 DataArg = Annotated[
     Path,
@@ -30,7 +31,7 @@ MethodOpt = Annotated[
     str | None,
     typer.Option(
         "--method",
-        help="A loop.method (irpo, dpo, star, sft_gold) or sft (default: loop.method).",
+        help=f"A loop.method ({', '.join(METHODS)}) or {SFT} (default: loop.method).",
     ),
 ]
 ResumeOpt = Annotated[

@@ -3,9 +3,9 @@
     engine = make_engine(config.model, config.sampling, model_path)
     stats = sample_problems(engine, task, problems, SamplingParams(...), "samples.jsonl")
 
-`irpo.sampling.engine` is the interface, `irpo.sampling.transformers_engine` the transformers engine (CPU and
-GPU), `irpo.sampling.vllm` the vLLM one (GPU, optional), `irpo.sampling.stage` the stage. Importing
-this package does not import torch, transformers or vLLM.
+`irpo.sampling.engine` is the interface, `irpo.sampling.transformers_engine` the transformers
+engine (CPU and GPU), `irpo.sampling.vllm` the vLLM one (GPU, optional), `irpo.sampling.stage` the
+stage. Importing this package does not import torch, transformers or vLLM.
 """
 
 from __future__ import annotations

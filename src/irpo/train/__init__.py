@@ -1,12 +1,13 @@
 """Training: reference log-probs, the accelerate loop, IRPO / DPO / SFT.
 
     compute_reference_logps(model, pairs, batch_size=...)   # log M_t(y|x), once per iteration
-    train_preference(model_path, pairs, cfg, out, seed=...)  # IRPO Eq. 1 (alpha = 0: DPO)
+    train_preference(model_path, pairs, cfg, out, seed=..., method="irpo")  # or "dpo", ...
     train_sft(model_path, examples, cfg, out, seed=...)      # per-sequence NLL
 
 Modules: batching (token rows), scoring (response-only logits), reference, objectives, plan
 (which examples each step sees), setup (model, optimizer, schedule), checkpoint (the output
-folder), loop (the accelerate loop), api (the two trainings, and `irpo train` from files).
+folder), fit (the accelerate loop), jobs (the two kinds of training job, and `irpo train` from
+files). Which loss a method trains with is `irpo.methods`.
 """
 
 from irpo.train.batching import SftExample
