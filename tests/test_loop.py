@@ -121,8 +121,18 @@ def test_every_stage_is_done_and_recorded(finished_run: Path) -> None:
     assert stages["iter_1/reference"]["reference"] == "M_1"
     for t in range(2):
         pairs = read_pairs(runs.iteration(t).pairs)
-        assert pairs and all(p.ref_chosen_logp is not None for p in pairs)
+        assert pairs and all(p.ref_chosen_logp is None for p in pairs)  # in reference.jsonl
+        refs = [json.loads(line) for line in runs.iteration(t).reference.open()]
+        assert [r["index"] for r in refs] == list(range(len(pairs)))
+        assert all(r["chosen"] < 0 and r["rejected"] < 0 for r in refs)  # log-probs
         assert stages[f"iter_{t}/pairs"]["pairs"] == len(pairs)
+        outputs = stages[f"iter_{t}/pairs"]["outputs"]
+        assert sorted(outputs) == [
+            f"iter_{t}/pair_stats.json",
+            f"iter_{t}/pairs.jsonl",
+            f"iter_{t}/preference.jsonl",
+        ]
+        assert outputs[f"iter_{t}/pairs.jsonl"]["size"] == runs.iteration(t).pairs.stat().st_size
         lines = runs.iteration(t).samples.read_text().splitlines()
         assert len(lines) == 12 * 4
         rows = [json.loads(line) for line in runs.iteration(t).preference.read_text().splitlines()]

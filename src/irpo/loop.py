@@ -1,8 +1,11 @@
 """Iterations: sample -> verify -> pair -> reference log-probs -> train -> evaluate, resumable.
 
 `run(config, run_dir)` is `irpo run`. Each stage is recorded in the run manifest when its outputs
-are complete; running the same command again skips finished stages and resumes unfinished ones
-from their partial outputs, so a killed run ends with the same results as an uninterrupted one.
+are complete and checked; running the same command again skips finished stages (whose files
+still match what they wrote) and resumes unfinished ones from their partial outputs, so a killed
+run ends with the same results as an uninterrupted one. One process writes a run at a time (the
+run's lock); SIGTERM and SIGINT stop it at the next safe point (`irpo.preemption`); a full disk
+or a read-only run directory stops it with the path and the stage, keeping what was finished.
 
 Which stages an iteration runs comes from its method (`loop.method`, `irpo.methods`): methods
 that train on samples sample first; methods that train on pairs pair them and score their
@@ -11,6 +14,7 @@ references under M_t first. All methods share the same logs and report.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -19,17 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from irpo import preemption
 from irpo.config import SCRATCH, RunConfig
 from irpo.errors import IrpoError
 from irpo.methods import Method, get_method
 from irpo.pair_stage import gold_tokens, pair_samples, prompt_tokens, write_pairs
-from irpo.records import Problem, read_pairs, read_samples, write_jsonl
+from irpo.records import Pair, Problem, read_jsonl, read_pairs, read_samples, write_jsonl
 from irpo.rundir import RunDir
 from irpo.tasks import get_task
 from irpo.tasks.base import Task
 from irpo.tracking import ProgressFactory, Trackers
 
 log = logging.getLogger(__name__)
+
+# Write errors a rerun can get past once the user has made room or fixed the permissions.
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -52,7 +60,7 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.run = RunDir(run_dir)
-        self.run.init(config, allow_config_change=allow_config_change)
+        self.allow_config_change = allow_config_change
         self.progress = progress
         self.trackers = Trackers(config.trackers, self.run.root, config.model_dump(mode="json"))
         self.task: Task = get_task(config.task.name, **config.task.options)
@@ -97,10 +105,30 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunSummary:
-        try:
-            return self._execute()
-        finally:
-            self.trackers.finish()
+        """Run every stage not yet done, holding the run's lock (a second writer stops at once)."""
+        self._stage_name = "start"
+        with preemption.graceful_stop(), self.run.writer_lock():
+            try:
+                self.run.init(self.config, allow_config_change=self.allow_config_change)
+                return self._execute()
+            except OSError as e:
+                if e.errno not in _WRITE_ERRORS:
+                    raise
+                raise IrpoError(
+                    f"stage {self._stage_name}: cannot write {e.filename or self.run.root}: "
+                    f"{e.strerror}. Finished stages are kept; make room (or make the run "
+                    "directory writable) and run the same command again to continue"
+                ) from e
+            finally:
+                self.trackers.finish()
+
+    def _begin(self, stage: str) -> bool:
+        """False when `stage` is done (its outputs checked); else True, once no stop is asked."""
+        if self.run.is_done(stage):
+            return False
+        preemption.check(f"before stage {stage}")
+        self._stage_name = stage
+        return True
 
     def _execute(self) -> RunSummary:
         cfg = self.config
@@ -165,7 +193,7 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def stage_seed(self) -> None:
         """Build M_0 from scratch (the demo): reuse the cached seed model when it exists."""
-        if self.run.is_done("seed"):
+        if not self._begin("seed"):
             return
         from irpo.seed_model import build_seed_model
 
@@ -174,7 +202,7 @@ class Pipeline:
         if self.run.seed_dir.exists():
             shutil.rmtree(self.run.seed_dir)
         shutil.copytree(cached, self.run.seed_dir)
-        self.run.mark_done("seed", cache=str(cached))
+        self.run.mark_done("seed", [self.run.seed_dir], cache=str(cached))
 
     def _engine(self, t: int) -> Any:
         from irpo.sampling import make_engine
@@ -185,7 +213,7 @@ class Pipeline:
 
     def stage_eval(self, t: int) -> dict[str, Any]:
         path = self.run.eval_path(t)
-        if self.run.is_done(f"eval_{t}"):
+        if not self._begin(f"eval_{t}"):
             result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             return result
         from irpo.evaluate import evaluate_model
@@ -205,18 +233,23 @@ class Pipeline:
             progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
         )
         out = res.to_dict()
+        _expect(
+            len(out["per_question"]) == len(self.eval_problems),
+            f"{path}: {len(out['per_question'])} questions, {len(self.eval_problems)} asked for",
+        )
         summary = {k: v for k, v in out.items() if k != "per_question"}
         self._log("eval", t, summary)
         log.info("M_%d: %s", t, summary)
-        self.run.mark_done(f"eval_{t}")
+        written = sorted(path.parent.glob(f"{path.stem}.*.jsonl"))
+        self.run.mark_done(f"eval_{t}", [path, *written])
         del engine
         return out
 
     def stage_sample(self, t: int) -> None:
         stage = f"iter_{t}/sample"
-        if self.run.is_done(stage):
+        if not self._begin(stage):
             return
-        from irpo.sampling import sample_problems
+        from irpo.sampling import check_samples, sample_problems
 
         it = self.run.iteration(t)
         params = self.config.sampling.params_for(t, seed=self.config.seed)
@@ -230,8 +263,9 @@ class Pipeline:
             stats_path=it.sample_stats,
             progress=self._sampling_progress(f"iter {t} sample", len(self.train_problems)),
         )
+        check_samples(it.samples, self.train_problems, params.num_samples)
         self._log("sample", t, {"temperature": params.temperature, **stats.summary()})
-        self.run.mark_done(stage)
+        self.run.mark_done(stage, [it.samples])  # (sample_stats.json has timings: not compared)
 
     def _prompts(self, problems: list[Problem]) -> dict[str, tuple[str, list[int]]]:
         return prompt_tokens(self.task, problems, self.tokenizer(), self.config.model.chat_template)
@@ -241,7 +275,7 @@ class Pipeline:
 
     def stage_pairs(self, t: int) -> None:
         stage = f"iter_{t}/pairs"
-        if self.run.is_done(stage):
+        if not self._begin(stage):
             return
         it = self.run.iteration(t)
         pairs, stats = pair_samples(
@@ -260,13 +294,15 @@ class Pipeline:
                 f"iteration {t}: no preference pairs (every question was all-correct or all-wrong: "
                 f"see {it.pair_stats}); raise sampling.temperature or sampling.num_samples"
             )
-        self.run.mark_done(stage, pairs=len(pairs))
+        keys = {(p.problem_id, p.chosen_index, p.rejected_index) for p in pairs}
+        _expect(len(keys) == len(pairs), f"{it.pairs}: {len(pairs) - len(keys)} repeated pairs")
+        self.run.mark_done(stage, [it.pairs, it.preference, it.pair_stats], pairs=len(pairs))
 
     def stage_reference(self, t: int) -> None:
         """Reference log-probs under M_t (or M_0), once, before training: one no-grad pass,
         so training holds one model, not a policy and a frozen reference."""
         stage = f"iter_{t}/reference"
-        if self.run.is_done(stage):
+        if not self._begin(stage):
             return
         from irpo.models import load_model
         from irpo.train import compute_reference_logps
@@ -281,8 +317,25 @@ class Pipeline:
         )
         pairs = read_pairs(it.pairs)
         compute_reference_logps(model, pairs, batch_size=self.config.train.ref_batch_size)
-        write_jsonl(it.pairs, (p.to_dict() for p in pairs))
-        self.run.mark_done(stage, reference=f"M_{ref_index}")
+        rows = (
+            {"index": i, "chosen": p.ref_chosen_logp, "rejected": p.ref_rejected_logp}
+            for i, p in enumerate(pairs)
+        )
+        write_jsonl(it.reference, rows)
+        self.run.mark_done(stage, [it.reference], reference=f"M_{ref_index}")
+
+    def _pairs_with_reference(self, t: int) -> list[Pair]:
+        """Iteration t's pairs with the reference log-probs of its reference stage."""
+        it = self.run.iteration(t)
+        pairs = read_pairs(it.pairs)
+        refs = {int(r["index"]): (r["chosen"], r["rejected"]) for r in read_jsonl(it.reference)}
+        _expect(
+            set(refs) == set(range(len(pairs))),
+            f"{it.reference}: {len(refs)} rows for {len(pairs)} pairs",
+        )
+        for i, p in enumerate(pairs):
+            p.ref_chosen_logp, p.ref_rejected_logp = refs[i]
+        return pairs
 
     def _log_step(self, t: int) -> Callable[[dict[str, Any]], None]:
         def log_fn(row: dict[str, Any]) -> None:
@@ -292,11 +345,11 @@ class Pipeline:
 
     def stage_train_preference(self, t: int) -> None:
         stage = f"iter_{t}/train"
-        if self.run.is_done(stage):
+        if not self._begin(stage):
             return
         from irpo.train import train_preference
 
-        pairs = read_pairs(self.run.iteration(t).pairs)
+        pairs = self._pairs_with_reference(t)
         result = train_preference(self.model_path(t), pairs, **self._training(t))
         self._finish_training(t, result, examples=len(pairs))
 
@@ -316,11 +369,13 @@ class Pipeline:
         it = self.run.iteration(t)
         if Path(result.model_dir).resolve() != it.model.resolve():
             raise IrpoError(f"the trainer saved {result.model_dir}, expected {it.model}")
-        self.run.mark_done(f"iter_{t}/train", examples=examples, steps=result.steps)
+        _expect((it.model / "config.json").exists(), f"{it.model}: no config.json was saved")
+        # The checkpoint is the output (result.json holds timings, which differ on a redo).
+        self.run.mark_done(f"iter_{t}/train", [it.model], examples=examples, steps=result.steps)
 
     def stage_train_sft(self, t: int) -> None:
         stage = f"iter_{t}/train"
-        if self.run.is_done(stage):
+        if not self._begin(stage):
             return
         from irpo.train import SftExample, train_sft
 
@@ -355,6 +410,12 @@ def run(
     return Pipeline(
         config, run_dir, allow_config_change=allow_config_change, progress=progress
     ).execute()
+
+
+def _expect(condition: bool, problem: str) -> None:
+    """A stage's check of its own outputs before it is recorded as done."""
+    if not condition:
+        raise IrpoError(f"{problem}; the stage is not recorded as done")
 
 
 # --------------------------------------------------------------------------- models of a run

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from irpo.errors import IrpoError
 
@@ -198,8 +198,11 @@ def atomic_output(dest: str | Path, *, folder: bool = False) -> Iterator[Path]:
         os.close(fd)
         tmp = Path(name)
     try:
-        yield tmp
-        replace_path(tmp, dest)
+        try:
+            yield tmp
+            replace_path(tmp, dest)
+        except OSError as e:
+            _reraise_naming(e, dest)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -232,12 +235,22 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append rows and flush them to disk (used for incremental, resumable writing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _drop_partial_last_line(path)
-    with path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        _drop_partial_last_line(path)
+        with path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        _reraise_naming(e, path)  # a partly written last line is dropped on resume
+
+
+def _reraise_naming(error: OSError, path: Path) -> NoReturn:
+    """Raise the error again, naming the file it was about (a failed write() does not)."""
+    if error.filename is not None:
+        raise error
+    raise type(error)(error.errno, error.strerror, str(path)) from error
 
 
 def _drop_partial_last_line(path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from irpo import preemption
 from irpo.errors import IrpoError
 
 app = typer.Typer(
@@ -52,15 +53,20 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def command(func: F) -> F:
-    """Turn IrpoError into a one-line message and exit status 2 (no traceback)."""
+    """Turn IrpoError into a one-line message and exit status 2 (no traceback); stop at a safe
+    point on SIGTERM or SIGINT with exit status 75 (`irpo.preemption`)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         setup_logging()
         try:
-            return func(*args, **kwargs)
+            with preemption.graceful_stop():
+                return func(*args, **kwargs)
         except IrpoError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except preemption.Preempted as e:
+            typer.echo(f"{e}; run the same command again to continue", err=True)
+            raise typer.Exit(preemption.EXIT_STATUS) from None
 
     return wrapper  # type: ignore[return-value]

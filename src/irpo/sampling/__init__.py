@@ -22,7 +22,7 @@ from irpo.sampling.engine import (
     SamplingParams,
 )
 from irpo.sampling.shards import Shard, merge_shards, select_shard
-from irpo.sampling.stage import QuestionStats, SampleStats, sample_problems
+from irpo.sampling.stage import QuestionStats, SampleStats, check_samples, sample_problems
 
 if TYPE_CHECKING:
     from irpo.config import ModelConfig, SamplingConfig
@@ -38,6 +38,7 @@ __all__ = [
     "SampleStats",
     "SamplingParams",
     "Shard",
+    "check_samples",
     "make_engine",
     "merge_shards",
     "sample_problems",

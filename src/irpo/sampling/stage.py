@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from irpo import preemption
 from irpo.errors import IrpoError
 from irpo.records import (
     Problem,
@@ -166,11 +167,35 @@ def sample_problems(
         ]
         append_jsonl(out_path, (s.to_dict() for s in samples))
         stats.add(problem.id, samples)
+        preemption.check(f"after {len(stats.questions)} questions of {out_path}")
     stats.new_tokens = running.tokens
     stats.elapsed_s = running.elapsed_s
     write_json(stats_path or stats_file(out_path), stats.to_dict())
     log.info("%s: %s", out_path, {k: v for k, v in stats.summary().items() if v is not None})
     return stats
+
+
+def check_samples(path: str | Path, problems: Sequence[Problem], num_samples: int) -> None:
+    """Raise unless `path` holds exactly samples 0..num_samples-1 of every problem, once each."""
+    seen: dict[str, set[int]] = {}
+    rows = 0
+    for row in read_jsonl(path):
+        rows += 1
+        indices = seen.setdefault(str(row["problem_id"]), set())
+        if row["index"] in indices:
+            raise IrpoError(f"{path}: sample {row['index']} of {row['problem_id']!r} appears twice")
+        indices.add(int(row["index"]))
+    expected = {p.id for p in problems}
+    if set(seen) != expected or rows != len(expected) * num_samples:
+        missing = sorted(expected - set(seen))[:3]
+        raise IrpoError(
+            f"{path}: {rows} samples of {len(seen)} questions, expected {num_samples} for each "
+            f"of {len(expected)} questions"
+            + (f" (missing {', '.join(missing)}, ...)" if missing else "")
+        )
+    short = next((pid for pid, ix in seen.items() if ix != set(range(num_samples))), None)
+    if short is not None:
+        raise IrpoError(f"{path}: question {short!r} has samples {sorted(seen[short])}")
 
 
 def stats_file(out_path: str | Path) -> Path:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import signal
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor
 
+from irpo import preemption
 from irpo.config import ModelConfig, TrainConfig
 from irpo.errors import IrpoError
 from irpo.records import read_json, write_json
@@ -244,6 +246,29 @@ class _Loop:
                 self.last_row = self._log_window(done, log_fn)
             if update:
                 update(1, loss=f"{self.last_row.get('loss', float('nan')):.4f}")
+            if done < self.plan.total_steps and self._stop_requested():
+                self._stop(done)
+
+    def _stop_requested(self) -> bool:
+        """Whether any process was asked to stop (all processes agree, so all stop together)."""
+        asked = preemption.requested() is not None
+        if self.acc.num_processes == 1:
+            return asked
+        flag = torch.tensor([1.0 if asked else 0.0], device=self.acc.device)
+        return bool(self.acc.reduce(flag, reduction="sum").item() > 0)
+
+    def _stop(self, done: int) -> None:
+        """Save a resumable state at this optimizer step (unless one is there) and stop."""
+        started = time.perf_counter()
+        if self.last_saved != done:
+            save_state(self.acc, self.tdir, done)
+            self.last_saved = done
+        where = (
+            f"after optimizer step {done} of {self.plan.total_steps} (state saved in "
+            f"{self.tdir.state_dir(done)} in {time.perf_counter() - started:.1f}s)"
+        )
+        log.warning("training stopped %s", where)
+        raise preemption.Preempted(preemption.requested() or signal.SIGTERM, where)
 
     def _step(self, step: int) -> None:
         """One optimizer step: forward/backward over this process's micro-batches, then update."""
