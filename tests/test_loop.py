@@ -351,3 +351,155 @@ def test_eval_only_first_and_last_model(tmp_path: Path) -> None:
     assert [row.model for row in run_table(runs)] == [0, 2]
     with pytest.raises(IrpoError, match=r"loop\.min_gain compares every iteration"):
         tiny_config("eval.on_train_iterations=false", "loop.min_gain=1")
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_damaged_outputs_are_redone_with_the_same_results(
+    finished_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(finished_run, out)
+    runs = RunDir(out)
+    samples = runs.iteration(1).samples
+    size = samples.stat().st_size
+    with samples.open("r+b") as f:
+        f.truncate(size // 2)  # a copy that stopped half-way
+    weights = runs.iteration(0).model / "model.safetensors"
+    with weights.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff\xff\xff")  # same size, other bytes
+    run(tiny_config(), out)
+    assert (
+        f"stage iter_1/sample: {samples} has {size // 2} bytes, {size} were written" in caplog.text
+    )
+    assert f"stage iter_0/train: {weights} changed since it was written" in caplog.text
+    assert "made from outputs that were redone differently" not in caplog.text  # same results
+    assert_same_results(finished_run, out)
+
+
+def test_a_full_disk_names_the_file_and_keeps_what_was_written(
+    finished_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import errno
+    import logging
+
+    import irpo.records
+
+    real = irpo.records._drop_partial_last_line
+    appends = {"n": 0}
+
+    def full_after_three_questions(path: Path) -> None:
+        if path.name == "samples.jsonl" and path.parent.name == "iter_0":
+            appends["n"] += 1
+            if appends["n"] > 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(path)
+
+    monkeypatch.setattr(irpo.records, "_drop_partial_last_line", full_after_three_questions)
+    out = tmp_path / "full"
+    samples = RunDir(out).iteration(0).samples
+    with pytest.raises(IrpoError) as err:
+        run(tiny_config(), out)
+    assert str(err.value).startswith(
+        f"stage iter_0/sample: cannot write {samples}: No space left on device. "
+        "Finished stages are kept"
+    )
+    assert [RunDir(out).is_done(s) for s in ("seed", "eval_0", "iter_0/sample")] == [
+        True,
+        True,
+        False,
+    ]
+    assert len(samples.read_text().splitlines()) == 3 * 4  # three questions' samples kept
+    monkeypatch.setattr(irpo.records, "_drop_partial_last_line", real)
+    caplog.set_level(logging.INFO, logger="irpo.sampling.stage")
+    run(tiny_config(), out)
+    assert f"{samples}: 3 questions already sampled, 9 to go" in caplog.text
+    assert_same_results(finished_run, out)
+
+
+def _cli_run(config: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "irpo.cli", "run", str(config), "-o", str(out), *extra]
+
+
+def _write_config(path: Path, *extra: str) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(tiny_config(*extra).model_dump(mode="json")))
+    return path
+
+
+def _wait_for(condition: Any, proc: subprocess.Popen[Any], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before the moment the test waits for"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_writers_the_second_stops_at_once(finished_run: Path, tmp_path: Path) -> None:
+    config = _write_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(
+        _cli_run(config, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    lock = out / "run.lock"
+    _wait_for(lambda: lock.exists() and f'"pid": {first.pid}' in lock.read_text(), first)
+    second = subprocess.run(_cli_run(config, out), env=env, capture_output=True, text=True)
+    assert second.returncode == 2
+    assert f"is being written by another irpo run (pid {first.pid} on host " in second.stderr
+    assert first.wait(timeout=600) == 0
+    assert_same_results(finished_run, out)
+    assert len(RunDir(out).iteration(0).samples.read_text().splitlines()) == 12 * 4
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_saves_a_state_and_the_rerun_matches(tmp_path: Path) -> None:
+    longer = ("train.epochs=12", "loop.iterations=2")  # enough steps to stop in the middle
+    reference = tmp_path / "uninterrupted"
+    run(tiny_config(*longer), reference)
+    config = _write_config(tmp_path / "tiny.yaml", *longer)
+    out = tmp_path / "preempted"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    total = RunDir(reference).stage_info("iter_0/train")["steps"]
+    for t in range(2):
+        proc = subprocess.Popen(
+            _cli_run(config, out),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        log = RunDir(out).iteration(t).train / "train_log.jsonl"
+        _wait_for(lambda log=log: log.exists() and len(log.read_text().splitlines()) >= 3, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 75, stderr[-2000:]
+        assert "stopped by SIGTERM after optimizer step" in stderr
+        states = sorted((RunDir(out).iteration(t).train / "checkpoints").iterdir())
+        step = int(states[-1].name.removeprefix("step-"))
+        assert 3 <= step < total  # the steps before the signal are kept (SIGKILL keeps none)
+        assert len(log.read_text().splitlines()) == step
+    done = subprocess.run(_cli_run(config, out), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed the training at step" in done.stderr
+    from safetensors.torch import load_file
+
+    for t in range(2):
+        a = load_file(str(RunDir(reference).iteration(t).model / "model.safetensors"))
+        b = load_file(str(RunDir(out).iteration(t).model / "model.safetensors"))
+        for name, tensor in a.items():
+            torch.testing.assert_close(b[name], tensor, rtol=0, atol=0)
+    for t in range(3):
+        assert (
+            json.loads(RunDir(out).eval_path(t).read_text())["per_question"]
+            == json.loads(RunDir(reference).eval_path(t).read_text())["per_question"]
+        )

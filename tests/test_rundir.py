@@ -68,3 +68,97 @@ def test_metrics_survive_a_cut_last_line(tmp_path: Path) -> None:
         f.write('{"stage": "ev')
     run.log_metrics({"stage": "eval", "x": 2})
     assert [m["x"] for m in run.metrics()] == [1, 2]
+
+
+# --------------------------------------------------------------------------- one writer
+
+
+def test_a_second_writer_is_refused_with_the_holder(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    run = RunDir(tmp_path / "r")
+    with run.writer_lock():
+        holder = f"pid {os.getpid()} on host {socket.gethostname()}, since "
+        with (
+            pytest.raises(IrpoError, match="is being written by another irpo run") as err,
+            RunDir(tmp_path / "r").writer_lock(),
+        ):
+            pass
+        assert holder in str(err.value)
+    with RunDir(tmp_path / "r").writer_lock():  # released when the holder's block ends
+        pass
+
+
+def test_a_dead_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from irpo.rundir import RunDir\n"
+        "with RunDir(sys.argv[1]).writer_lock(): os._exit(9)\n"  # dies holding the lock
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], check=False)
+    assert done.returncode == 9
+    assert '"pid"' in (tmp_path / "r" / "run.lock").read_text()
+    with RunDir(tmp_path / "r").writer_lock():
+        pass
+
+
+# --------------------------------------------------------------------------- checked outputs
+
+
+def _two_stages(root: Path) -> RunDir:
+    run = RunDir(root)
+    run.init(load_config(None))
+    (root / "a.txt").write_text("first\n")
+    (root / "m").mkdir()
+    (root / "m" / "w.bin").write_bytes(b"\x00" * 10)
+    run.mark_done("a", [root / "a.txt"])
+    run.mark_done("b", [root / "m"], steps=3)
+    return run
+
+
+def test_outputs_are_recorded_with_size_and_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    run = _two_stages(tmp_path)
+    assert run.stage_info("a")["outputs"] == {
+        "a.txt": {"size": 6, "sha256": hashlib.sha256(b"first\n").hexdigest()}
+    }
+    assert list(run.stage_info("b")["outputs"]) == ["m/w.bin"]
+    assert RunDir(tmp_path).is_done("a") and RunDir(tmp_path).is_done("b")
+    with pytest.raises(IrpoError, match="missing or empty"):
+        run.mark_done("c", [tmp_path / "nothing-here"])
+
+
+def test_a_changed_output_is_redone_and_so_is_what_came_after(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _two_stages(tmp_path)
+    (tmp_path / "a.txt").write_text("fir")  # truncated after the fact
+    run = RunDir(tmp_path)
+    assert not run.is_done("a")
+    assert f"stage a: {tmp_path / 'a.txt'} has 3 bytes, 6 were written; redoing the stage" in (
+        caplog.text
+    )
+    assert not (tmp_path / "a.txt").exists()  # removed, so the stage starts afresh
+    assert run.stage_info("a")["status"] == "redo"
+    assert run.is_done("b")  # not yet: b is only invalid if a's redo differs
+    (tmp_path / "a.txt").write_text("other\n")
+    run.mark_done("a", [tmp_path / "a.txt"])
+    assert run.is_done("a") and not run.is_done("b")
+    assert "b" not in run.manifest()["stages"] and not (tmp_path / "m").exists()
+
+
+def test_a_redo_with_the_same_result_keeps_what_came_after(tmp_path: Path) -> None:
+    _two_stages(tmp_path)
+    (tmp_path / "m" / "w.bin").write_bytes(b"\x01" * 10)  # same size, other bytes
+    run = RunDir(tmp_path)
+    assert run.is_done("a") and not run.is_done("b")
+    (tmp_path / "a.txt").write_text("first\n")
+    run.mark_done("a", [tmp_path / "a.txt"])  # a again, with the same bytes
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"\x00" * 10)
+    run.mark_done("b", [tmp_path / "m"])
+    assert list(run.manifest()["stages"]) == ["a", "b"]

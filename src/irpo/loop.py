@@ -265,7 +265,7 @@ class Pipeline:
         )
         check_samples(it.samples, self.train_problems, params.num_samples)
         self._log("sample", t, {"temperature": params.temperature, **stats.summary()})
-        self.run.mark_done(stage, [it.samples])  # (sample_stats.json has timings: not compared)
+        self.run.mark_done(stage, [it.samples], derived=[it.sample_stats])
 
     def _prompts(self, problems: list[Problem]) -> dict[str, tuple[str, list[int]]]:
         return prompt_tokens(self.task, problems, self.tokenizer(), self.config.model.chat_template)
@@ -370,8 +370,13 @@ class Pipeline:
         if Path(result.model_dir).resolve() != it.model.resolve():
             raise IrpoError(f"the trainer saved {result.model_dir}, expected {it.model}")
         _expect((it.model / "config.json").exists(), f"{it.model}: no config.json was saved")
-        # The checkpoint is the output (result.json holds timings, which differ on a redo).
-        self.run.mark_done(f"iter_{t}/train", [it.model], examples=examples, steps=result.steps)
+        self.run.mark_done(
+            f"iter_{t}/train",
+            [it.model],
+            derived=[it.train],  # its logs, settings and result (with timings) go with a redo
+            examples=examples,
+            steps=result.steps,
+        )
 
     def stage_train_sft(self, t: int) -> None:
         stage = f"iter_{t}/train"

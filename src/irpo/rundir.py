@@ -246,7 +246,7 @@ class RunDir:
             self._checked.add(stage)
             return True
         log.warning("stage %s: %s; redoing the stage", stage, problem)
-        self._remove_outputs(outputs)
+        self._remove_outputs([*outputs, *info.get("derived", [])])
         data = self.manifest()
         data["stages"][stage] = {"status": "redo", "outputs": outputs}  # keeps its place
         write_json(self.manifest_path, data)
@@ -255,9 +255,17 @@ class RunDir:
     def stage_info(self, stage: str) -> dict[str, Any]:
         return dict(self.manifest()["stages"].get(stage, {}))
 
-    def mark_done(self, stage: str, outputs: Iterable[Path] = (), **info: Any) -> None:
+    def mark_done(
+        self,
+        stage: str,
+        outputs: Iterable[Path] = (),
+        *,
+        derived: Iterable[Path] = (),
+        **info: Any,
+    ) -> None:
         """Record `stage` as finished, with the size and SHA-256 of each of its `outputs`
-        (files, or folders: every file inside).
+        (files, or folders: every file inside). `derived` files or folders (summaries with timings,
+        working state) are not compared, only removed with the outputs when it is redone.
 
         When the stage was redone because its outputs had changed and the new outputs differ
         from the recorded ones, every stage recorded after it is forgotten (and its outputs
@@ -272,23 +280,30 @@ class RunDir:
                 log.warning(
                     "stage %s: made from outputs that were redone differently; redoing it", later
                 )
-                self._remove_outputs(data["stages"].pop(later).get("outputs", {}))
+                gone = data["stages"].pop(later)
+                self._remove_outputs([*gone.get("outputs", {}), *gone.get("derived", [])])
         data["stages"][stage] = {
             "status": "done",
             "finished_at": time.time(),
             "outputs": record,
+            "derived": [str(Path(p).relative_to(self.root)) for p in derived],
             **info,
         }
         write_json(self.manifest_path, data)
         self._checked.add(stage)
 
-    def _remove_outputs(self, outputs: dict[str, Any]) -> None:
+    def _remove_outputs(self, outputs: Iterable[str]) -> None:
+        """Remove the recorded files (paths relative to the run), and folders left empty."""
         for rel in outputs:
             path = self.root / rel
             if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
+                shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+            parent = path.parent
+            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
 
     def set_value(self, key: str, value: Any) -> None:
         data = self.manifest()
@@ -319,7 +334,7 @@ def _sha256(path: Path) -> str:
 def _fingerprints(root: Path, path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(path relative to the run, {"size", "sha256"}) of a file, or of every file in a folder."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    if not files:
+    if not files or not files[0].is_file():
         raise IrpoError(f"{path}: a stage output is missing or empty")
     for f in files:
         yield str(f.relative_to(root)), {"size": f.stat().st_size, "sha256": _sha256(f)}
