@@ -250,6 +250,24 @@ class SeedModelConfig(_Section):
     seed stopped mid-training, like a checkpoint taken before the end of pretraining)."""
 
 
+class LaunchConfig(_Section):
+    """How the stages of `irpo run` are started (`irpo.launch`); results do not depend on it,
+    so a run may change it between invocations."""
+
+    mode: Literal["inline", "processes"] = "inline"
+    """`inline`: every stage in the `irpo run` process (CPU, the demo); `processes`: each stage
+    in processes of its own (data-parallel sampling workers, `accelerate launch` training)."""
+    sampling_workers: int | None = Field(default=None, ge=1)
+    """Data-parallel sampling and evaluation workers (processes mode); default: one per
+    sampling.vllm.tensor_parallel_size GPUs, or 1 without GPUs."""
+    train_processes: int | None = Field(default=None, ge=1)
+    """Training processes for `accelerate launch` (processes mode); default: one per GPU, or 1
+    without GPUs."""
+    accelerate_config: str | None = None
+    """accelerate config file for training (configs/accelerate/ddp.yaml, fsdp.yaml, zero3.yaml);
+    default: accelerate's (DDP across the processes)."""
+
+
 Tracker = Literal["jsonl", "wandb", "tensorboard", "mlflow"]
 
 SCRATCH = "scratch"
@@ -276,6 +294,8 @@ class RunConfig(_Section):
     """The iterations and the method each one runs."""
     seed_model: SeedModelConfig | None = None
     """Train M_0 from scratch (only with `model.name_or_path: scratch`); absent by default."""
+    launch: LaunchConfig = Field(default_factory=LaunchConfig)
+    """How the stages are started: in the `irpo run` process, or in processes of their own."""
     trackers: list[Tracker] = Field(default_factory=lambda: list[Tracker](["jsonl"]))
     """Metrics always go to RUN/metrics.jsonl; wandb, tensorboard, mlflow add accelerate's
     trackers."""

@@ -27,7 +27,7 @@ from irpo.records import Problem, Sample, read_samples, write_json
 
 if TYPE_CHECKING:
     from irpo.config import EvalConfig
-    from irpo.sampling import Engine, ProgressCallback
+    from irpo.sampling import Engine, ProgressCallback, Shard
     from irpo.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -221,50 +221,122 @@ def evaluate_model(
     """
     import tempfile
 
-    from irpo.sampling import SamplingParams, sample_problems
+    with tempfile.TemporaryDirectory(prefix="irpo-eval-") as tmp:
+        base = Path(out_path) if out_path is not None else Path(tmp) / "eval.json"
+        sample_for_eval(
+            engine,
+            task,
+            problems,
+            eval_cfg,
+            base,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            stop_at_final_answer=stop_at_final_answer,
+            progress=progress,
+        )
+        return evaluate_files(
+            task,
+            problems,
+            eval_cfg,
+            base,
+            eval_settings(
+                eval_cfg,
+                engine=getattr(engine, "name", None),
+                seed=seed,
+                max_new_tokens=max_new_tokens,
+                stop_at_final_answer=stop_at_final_answer,
+            ),
+            write=out_path is not None,
+        )
 
-    new_tokens = max_new_tokens
-    settings = {
-        "engine": getattr(engine, "name", None),
+
+def eval_settings(
+    eval_cfg: EvalConfig,
+    *,
+    engine: str | None,
+    seed: int,
+    max_new_tokens: int,
+    stop_at_final_answer: bool,
+) -> dict[str, Any]:
+    """What an evaluation ran with (stored with its metrics)."""
+    return {
+        "engine": engine,
         "greedy": eval_cfg.greedy,
         "k": eval_cfg.maj_k,
         "temperature": eval_cfg.temperature,
         "top_p": eval_cfg.top_p,
-        "max_new_tokens": new_tokens,
+        "max_new_tokens": max_new_tokens,
         "seed": seed,
         "stop_at_final_answer": stop_at_final_answer,
     }
-    with tempfile.TemporaryDirectory(prefix="irpo-eval-") as tmp:
-        base = Path(out_path) if out_path is not None else Path(tmp) / "eval.json"
-        common: dict[str, Any] = {
-            "max_new_tokens": new_tokens,
-            "seed": seed,
-            "stop_at_final_answer": stop_at_final_answer,
-        }
 
-        def draw(name: str, params: SamplingParams) -> list[Sample]:
-            path = base.with_name(f"{base.stem}.{name}.jsonl")
-            sample_problems(engine, task, problems, params, path, progress=progress, stream="eval")
-            return read_samples(path)
 
-        greedy = sampled = None
-        if eval_cfg.greedy:
-            greedy = draw("greedy", SamplingParams(num_samples=1, temperature=0.0, **common))
-        if eval_cfg.maj_k > 0:
-            sampled = draw(
-                "sampled",
-                SamplingParams(
-                    num_samples=eval_cfg.maj_k,
-                    temperature=eval_cfg.temperature,
-                    top_p=eval_cfg.top_p,
-                    **common,
-                ),
-            )
+def eval_sample_paths(base: Path, shard: Shard | None = None) -> dict[str, Path]:
+    """The greedy and sampled sample files of the evaluation `base` (or of one shard of it)."""
+    from irpo.sampling.shards import shard_path
+
+    paths = {name: base.with_name(f"{base.stem}.{name}.jsonl") for name in PASSES}
+    return paths if shard is None else {k: shard_path(p, shard) for k, p in paths.items()}
+
+
+PASSES = ("greedy", "sampled")
+
+
+def sample_for_eval(
+    engine: Engine,
+    task: Task,
+    problems: Sequence[Problem],
+    eval_cfg: EvalConfig,
+    base: Path,
+    *,
+    seed: int,
+    max_new_tokens: int,
+    stop_at_final_answer: bool = True,
+    shard: Shard | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Draw an evaluation's samples (all, or one shard's) into `eval_sample_paths(base, shard)`:
+    one greedy sample per question, and maj_k sampled ones when maj_k > 0. Resumable."""
+    from irpo.sampling import SamplingParams, sample_problems
+
+    common: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+        "stop_at_final_answer": stop_at_final_answer,
+    }
+    paths = eval_sample_paths(base, shard)
+    kwargs: dict[str, Any] = {"shard": shard, "progress": progress, "stream": "eval"}
+    if eval_cfg.greedy:
+        params = SamplingParams(num_samples=1, temperature=0.0, **common)
+        sample_problems(engine, task, problems, params, paths["greedy"], **kwargs)
+    if eval_cfg.maj_k > 0:
+        params = SamplingParams(
+            num_samples=eval_cfg.maj_k,
+            temperature=eval_cfg.temperature,
+            top_p=eval_cfg.top_p,
+            **common,
+        )
+        sample_problems(engine, task, problems, params, paths["sampled"], **kwargs)
+
+
+def evaluate_files(
+    task: Task,
+    problems: Sequence[Problem],
+    eval_cfg: EvalConfig,
+    base: Path,
+    settings: dict[str, Any],
+    *,
+    write: bool = True,
+) -> EvalResult:
+    """The metrics of the samples in `eval_sample_paths(base)`, written to `base` as JSON."""
+    paths = eval_sample_paths(base)
+    greedy = read_samples(paths["greedy"]) if eval_cfg.greedy else None
+    sampled = read_samples(paths["sampled"]) if eval_cfg.maj_k > 0 else None
     result = evaluate_samples(
         problems, greedy, sampled, eval_cfg.maj_k, settings, same_answer=task.same_answer
     )
-    if out_path is not None:
-        write_json(out_path, result.to_dict())
+    if write:
+        write_json(base, result.to_dict())
     log.info(
         "eval: greedy %s, maj@%d %s, pass@%d %s, parse failures %s",
         _pct(result.greedy_accuracy),

@@ -26,9 +26,18 @@ from typing import Any
 from irpo import preemption
 from irpo.config import SCRATCH, RunConfig
 from irpo.errors import IrpoError
+from irpo.launch import LaunchPlan, StageLauncher
 from irpo.methods import Method, get_method
 from irpo.pair_stage import gold_tokens, pair_samples, prompt_tokens, write_pairs
-from irpo.records import Pair, Problem, read_jsonl, read_pairs, read_samples, write_jsonl
+from irpo.records import (
+    Problem,
+    read_json,
+    read_jsonl,
+    read_pairs,
+    read_samples,
+    write_json,
+    write_jsonl,
+)
 from irpo.rundir import RunDir
 from irpo.tasks import get_task
 from irpo.tasks.base import Task
@@ -65,6 +74,8 @@ class Pipeline:
         self.trackers = Trackers(config.trackers, self.run.root, config.model_dump(mode="json"))
         self.task: Task = get_task(config.task.name, **config.task.options)
         self.method: Method = get_method(config.loop.method)
+        self.launcher: StageLauncher | None = None
+        """Set when stages run in processes of their own (`launch.mode: processes`)."""
         self._train_problems: list[Problem] | None = None
         self._eval_problems: list[Problem] | None = None
         self._tokenizer: Any = None
@@ -110,6 +121,10 @@ class Pipeline:
         with preemption.graceful_stop(), self.run.writer_lock():
             try:
                 self.run.init(self.config, allow_config_change=self.allow_config_change)
+                if self.config.launch.mode == "processes":
+                    plan = LaunchPlan.of(self.config)  # refused here, before anything runs
+                    log.info("launching stages in processes: %s", plan)
+                    self.launcher = StageLauncher(plan, self.run.root, self.run.lock_fd)
                 return self._execute()
             except OSError as e:
                 if e.errno not in _WRITE_ERRORS:
@@ -216,22 +231,7 @@ class Pipeline:
         if not self._begin(f"eval_{t}"):
             result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             return result
-        from irpo.evaluate import evaluate_model
-
-        eval_cfg = self.config.eval
-        engine = self._engine(t)
-        passes = int(eval_cfg.greedy) + int(eval_cfg.maj_k > 0)
-        res = evaluate_model(
-            engine,
-            self.task,
-            self.eval_problems,
-            eval_cfg,
-            seed=self.config.seed,
-            max_new_tokens=self.config.eval_max_new_tokens,
-            stop_at_final_answer=self.config.sampling.stop_at_final_answer,
-            out_path=path,
-            progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
-        )
+        res = self._evaluate(t, path)
         out = res.to_dict()
         _expect(
             len(out["per_question"]) == len(self.eval_problems),
@@ -242,27 +242,70 @@ class Pipeline:
         log.info("M_%d: %s", t, summary)
         written = sorted(path.parent.glob(f"{path.stem}.*.jsonl"))
         self.run.mark_done(f"eval_{t}", [path, *written])
-        del engine
         return out
+
+    def _evaluate(self, t: int, path: Path) -> Any:
+        from irpo.evaluate import (
+            eval_sample_paths,
+            eval_settings,
+            evaluate_files,
+            evaluate_model,
+        )
+
+        cfg = self.config
+        if self.launcher is None:
+            passes = int(cfg.eval.greedy) + int(cfg.eval.maj_k > 0)
+            return evaluate_model(
+                self._engine(t),
+                self.task,
+                self.eval_problems,
+                cfg.eval,
+                seed=cfg.seed,
+                max_new_tokens=cfg.eval_max_new_tokens,
+                stop_at_final_answer=cfg.sampling.stop_at_final_answer,
+                out_path=path,
+                progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
+            )
+        from irpo.sampling.shards import merge_into
+
+        workers = self.launcher.evaluate(f"eval_{t}", self.model_path(t), path)
+        paths = eval_sample_paths(path)
+        for name, wanted in (("greedy", cfg.eval.greedy), ("sampled", cfg.eval.maj_k > 0)):
+            if wanted:
+                merge_into(paths[name], workers, self.eval_problems)
+        settings = eval_settings(
+            cfg.eval,
+            engine=cfg.sampling.engine,
+            seed=cfg.seed,
+            max_new_tokens=cfg.eval_max_new_tokens,
+            stop_at_final_answer=cfg.sampling.stop_at_final_answer,
+        )
+        return evaluate_files(self.task, self.eval_problems, cfg.eval, path, settings)
 
     def stage_sample(self, t: int) -> None:
         stage = f"iter_{t}/sample"
         if not self._begin(stage):
             return
-        from irpo.sampling import check_samples, sample_problems
+        from irpo.sampling import SampleStats, check_samples, sample_problems
+        from irpo.sampling.shards import merge_into
 
         it = self.run.iteration(t)
         params = self.config.sampling.params_for(t, seed=self.config.seed)
-        engine = self._engine(t)
-        stats = sample_problems(
-            engine,
-            self.task,
-            self.train_problems,
-            params,
-            it.samples,
-            stats_path=it.sample_stats,
-            progress=self._sampling_progress(f"iter {t} sample", len(self.train_problems)),
-        )
+        if self.launcher is not None:
+            workers = self.launcher.sample(stage, t, self.model_path(t), it.root)
+            merged = merge_into(it.samples, workers, self.train_problems)
+            stats = SampleStats.of_samples(merged, params.num_samples)
+            write_json(it.sample_stats, stats.to_dict())
+        else:
+            stats = sample_problems(
+                self._engine(t),
+                self.task,
+                self.train_problems,
+                params,
+                it.samples,
+                stats_path=it.sample_stats,
+                progress=self._sampling_progress(f"iter {t} sample", len(self.train_problems)),
+            )
         check_samples(it.samples, self.train_problems, params.num_samples)
         self._log("sample", t, {"temperature": params.temperature, **stats.summary()})
         self.run.mark_done(stage, [it.samples], derived=[it.sample_stats])
@@ -304,38 +347,21 @@ class Pipeline:
         stage = f"iter_{t}/reference"
         if not self._begin(stage):
             return
-        from irpo.models import load_model
-        from irpo.train import compute_reference_logps
-
         it = self.run.iteration(t)
         ref_index = t if self.config.loop.reference == "current" else 0
-        model = load_model(
-            self.model_path(ref_index),
-            dtype=self.config.model.dtype,
-            device=self.config.model.device,
-            trust_remote_code=self.config.model.trust_remote_code,
-        )
-        pairs = read_pairs(it.pairs)
-        compute_reference_logps(model, pairs, batch_size=self.config.train.ref_batch_size)
-        rows = (
-            {"index": i, "chosen": p.ref_chosen_logp, "rejected": p.ref_rejected_logp}
-            for i, p in enumerate(pairs)
-        )
-        write_jsonl(it.reference, rows)
-        self.run.mark_done(stage, [it.reference], reference=f"M_{ref_index}")
+        if self.launcher is not None:
+            self.launcher.reference(stage, self.model_path(ref_index), it.pairs, it.reference)
+        else:
+            from irpo.train.reference import reference_file
 
-    def _pairs_with_reference(self, t: int) -> list[Pair]:
-        """Iteration t's pairs with the reference log-probs of its reference stage."""
-        it = self.run.iteration(t)
-        pairs = read_pairs(it.pairs)
-        refs = {int(r["index"]): (r["chosen"], r["rejected"]) for r in read_jsonl(it.reference)}
-        _expect(
-            set(refs) == set(range(len(pairs))),
-            f"{it.reference}: {len(refs)} rows for {len(pairs)} pairs",
-        )
-        for i, p in enumerate(pairs):
-            p.ref_chosen_logp, p.ref_rejected_logp = refs[i]
-        return pairs
+            reference_file(
+                self.model_path(ref_index),
+                it.pairs,
+                it.reference,
+                batch_size=self.config.train.ref_batch_size,
+                model_cfg=self.config.model,
+            )
+        self.run.mark_done(stage, [it.reference], reference=f"M_{ref_index}")
 
     def _log_step(self, t: int) -> Callable[[dict[str, Any]], None]:
         def log_fn(row: dict[str, Any]) -> None:
@@ -348,10 +374,25 @@ class Pipeline:
         if not self._begin(stage):
             return
         from irpo.train import train_preference
+        from irpo.train.reference import with_reference
 
-        pairs = self._pairs_with_reference(t)
-        result = train_preference(self.model_path(t), pairs, **self._training(t))
+        it = self.run.iteration(t)
+        pairs = with_reference(read_pairs(it.pairs), it.reference)
+        if self.launcher is not None:
+            self.launcher.train(stage, t, self.model_path(t), it.pairs, it.train, it.reference)
+            result = self._launched_result(t)
+        else:
+            result = train_preference(self.model_path(t), pairs, **self._training(t))
         self._finish_training(t, result, examples=len(pairs))
+
+    def _launched_result(self, t: int) -> Any:
+        """The result of a training run in its own processes; its steps go to the run's log."""
+        from irpo.train import TrainResult
+
+        tdir = self.run.iteration(t).train
+        for row in read_jsonl(tdir / "train_log.jsonl"):
+            self._log("train_step", t, row)
+        return TrainResult.from_dict(read_json(tdir / "result.json"))
 
     def _training(self, t: int) -> dict[str, Any]:
         """What both kinds of training job of iteration t take besides the model and data."""
@@ -400,7 +441,13 @@ class Pipeline:
                     )
         if not examples:
             raise IrpoError(f"iteration {t}: no SFT examples ({source}); nothing to train on")
-        result = train_sft(self.model_path(t), examples, **self._training(t))
+        if self.launcher is not None:
+            rows = ({"prompt_ids": e.prompt_ids, "response_ids": e.response_ids} for e in examples)
+            write_jsonl(it.sft_examples, rows)
+            self.launcher.train(stage, t, self.model_path(t), it.sft_examples, it.train, None)
+            result = self._launched_result(t)
+        else:
+            result = train_sft(self.model_path(t), examples, **self._training(t))
         self._finish_training(t, result, examples=len(examples))
 
 

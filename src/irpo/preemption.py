@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -31,6 +31,7 @@ EXIT_STATUS = 75
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _requested: int | None = None
+_listeners: list[Callable[[int], None]] = []
 
 
 class Preempted(Exception):
@@ -64,11 +65,26 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     if _requested is not None:
         raise KeyboardInterrupt  # a second signal: stop now
     _requested = signum
+    for listener in list(_listeners):
+        listener(signum)
     log.warning(
         "%s received (pid %d): stopping at the next safe point; a second signal stops at once",
         signal.Signals(signum).name,
         os.getpid(),
     )
+
+
+@contextmanager
+def passing_on(listener: Callable[[int], None]) -> Iterator[None]:
+    """Call `listener(signum)` when a stop is asked for during the block (e.g. to pass the
+    signal on to a child process the driver waits for)."""
+    _listeners.append(listener)
+    try:
+        if _requested is not None:
+            listener(_requested)
+        yield
+    finally:
+        _listeners.remove(listener)
 
 
 @contextmanager

@@ -52,8 +52,10 @@ from irpo.records import append_jsonl, read_json, read_jsonl, write_json, write_
 log = logging.getLogger(__name__)
 
 # Keys that may change between invocations of the same run without invalidating finished work.
-# Raising loop.iterations extends a finished run; trackers only change where metrics are sent.
+# Raising loop.iterations extends a finished run; trackers only change where metrics are sent;
+# launch.* only changes how stages are started, not what they compute.
 EXTENSIBLE_KEYS = frozenset({"loop.iterations", "loop.min_gain", "trackers"})
+EXTENSIBLE_PREFIXES = ("launch.",)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -123,6 +125,7 @@ class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._checked: set[str] = set()
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ layout
     @property
@@ -136,6 +139,12 @@ class RunDir:
     @property
     def lock_path(self) -> Path:
         return self.root / "run.lock"
+
+    @property
+    def lock_fd(self) -> int | None:
+        """The open lock file while this object holds the lock (launched processes inherit it,
+        so the run stays locked while any of them lives)."""
+        return self._lock_fd
 
     @property
     def metrics_path(self) -> Path:
@@ -170,7 +179,11 @@ class RunDir:
         if self.exists():
             old = self.load_config()
             changes = config_changes(old, config)
-            blocking = {k: v for k, v in changes.items() if k not in EXTENSIBLE_KEYS}
+            blocking = {
+                k: v
+                for k, v in changes.items()
+                if k not in EXTENSIBLE_KEYS and not k.startswith(EXTENSIBLE_PREFIXES)
+            }
             if blocking and not allow_config_change:
                 lines = [f"  {k}: {a!r} -> {b!r}" for k, (a, b) in blocking.items()]
                 raise IrpoError(
@@ -213,8 +226,10 @@ class RunDir:
             }
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            self._lock_fd = fd
             yield
         finally:
+            self._lock_fd = None
             os.close(fd)  # releases the lock; the file stays (removing it would race)
 
     # ------------------------------------------------------------------ manifest

@@ -13,6 +13,7 @@ from irpo.cli.options import (
     LimitOpt,
     ModelOpt,
     SetOpt,
+    ShardOpt,
     SourceOpt,
     SplitOpt,
     TaskOpt,
@@ -21,6 +22,7 @@ from irpo.cli.options import (
     load_run_config,
     model_of,
     sampling_progress,
+    shard_of,
     task_of,
 )
 
@@ -41,11 +43,16 @@ def eval_(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Metrics JSON (samples are kept beside it).")
     ] = None,
+    shard: ShardOpt = None,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Greedy accuracy, maj@K, pass@K and the parse-failure rate of a model on held-out data."""
-    from irpo.evaluate import evaluate_model
+    """Greedy accuracy, maj@K, pass@K and the parse-failure rate of a model on held-out data.
+
+    With --shard, only that shard's samples are drawn (beside --out); `irpo run` merges them.
+    """
+    from irpo.errors import IrpoError
+    from irpo.evaluate import evaluate_model, sample_for_eval
     from irpo.sampling import make_engine
 
     cfg = load_run_config(config, overrides)
@@ -53,7 +60,26 @@ def eval_(
         cfg.eval.maj_k = maj
     the_task = task_of(cfg, task, options)
     problems = load_problems(cfg, the_task, "eval", source=source, split=split, limit=limit)
+    the_shard = shard_of(shard, cfg)
+    if the_shard is not None and out is None:
+        raise IrpoError("--shard needs --out: the shard's samples are written beside it")
     engine = make_engine(cfg.model, cfg.sampling, model_path=model_of(cfg, model))
+    if the_shard is not None and out is not None:
+        with sampling_progress(f"evaluating shard {the_shard}") as bar:
+            sample_for_eval(
+                engine,
+                the_task,
+                problems,
+                cfg.eval,
+                out,
+                seed=cfg.seed,
+                max_new_tokens=cfg.eval_max_new_tokens,
+                stop_at_final_answer=cfg.sampling.stop_at_final_answer,
+                shard=the_shard,
+                progress=bar,
+            )
+        typer.echo(f"shard {the_shard} sampled beside {out}")
+        return
     with sampling_progress("evaluating") as bar:
         result = evaluate_model(
             engine,

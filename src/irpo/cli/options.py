@@ -20,7 +20,7 @@ from irpo.errors import IrpoError
 if TYPE_CHECKING:
     from irpo.config import RunConfig
     from irpo.records import Problem
-    from irpo.sampling import Progress
+    from irpo.sampling import Progress, Shard
     from irpo.tasks.base import Task
 
 ConfigOpt = Annotated[
@@ -66,6 +66,14 @@ TaskOptionsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--option", help="Task option NAME=VALUE, repeatable: --option answer_type=number"
+    ),
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="Only shard I of N of the questions (I/N, 0-based), or `auto`: the launcher's "
+        "RANK of WORLD_SIZE (as `irpo run` starts its workers).",
     ),
 ]
 IterationOpt = Annotated[
@@ -137,6 +145,20 @@ def load_problems(
         limit=limit or default_limit,
         skip_bad_rows=cfg.task.skip_bad_rows,
     )
+
+
+def shard_of(text: str | None, cfg: RunConfig) -> Shard | None:
+    """`--shard I/N`; `auto` in a launched worker: its rank's shard, and its rank's GPUs."""
+    from irpo.sampling import Shard
+
+    if text is None:
+        return None
+    if text == "auto":
+        from irpo.launch import become_worker
+
+        rank, world = become_worker(int(cfg.sampling.vllm.get("tensor_parallel_size", 1)))
+        return Shard(rank, world)
+    return Shard.parse(text)
 
 
 def model_of(cfg: RunConfig, model: str | None) -> str:

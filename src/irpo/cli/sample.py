@@ -14,6 +14,7 @@ from irpo.cli.options import (
     LimitOpt,
     ModelOpt,
     SetOpt,
+    ShardOpt,
     SourceOpt,
     SplitOpt,
     TaskOpt,
@@ -22,6 +23,7 @@ from irpo.cli.options import (
     load_run_config,
     model_of,
     sampling_progress,
+    shard_of,
     task_of,
 )
 
@@ -30,9 +32,9 @@ if TYPE_CHECKING:
 
 
 def _samples_file(out: Path, shard: Shard | None) -> Path:
-    if shard is None:
-        return out / "samples.jsonl"
-    return out / f"samples.shard-{shard.index}-of-{shard.count}.jsonl"
+    from irpo.sampling.shards import shard_path
+
+    return out / "samples.jsonl" if shard is None else shard_path(out / "samples.jsonl", shard)
 
 
 @app.command(rich_help_panel=PANEL_STAGES)
@@ -46,9 +48,7 @@ def sample(
     limit: LimitOpt = None,
     options: TaskOptionsOpt = None,
     iteration: IterationOpt = 0,
-    shard: Annotated[
-        str | None, typer.Option("--shard", help="Sample only shard I of N (I/N, 0-based).")
-    ] = None,
+    shard: ShardOpt = None,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
@@ -59,8 +59,10 @@ def sample(
     """
     from irpo.sampling import Shard, make_engine, sample_problems
 
-    the_shard = Shard.parse(shard) if shard else None  # before any slow loading
+    if shard is not None and shard != "auto":
+        Shard.parse(shard)  # a malformed --shard fails before any slow loading
     cfg = load_run_config(config, overrides)
+    the_shard = shard_of(shard, cfg)
     the_task = task_of(cfg, task, options)
     problems = load_problems(cfg, the_task, "train", source=source, split=split, limit=limit)
     params = cfg.sampling.params_for(iteration, seed=cfg.seed)

@@ -1,4 +1,4 @@
-"""`irpo train`: one training (IRPO, DPO or SFT) on a pairs file, outside the iteration loop."""
+"""`irpo reference` and `irpo train`: an iteration's reference pass and training, on their own."""
 
 from __future__ import annotations
 
@@ -34,9 +34,45 @@ MethodOpt = Annotated[
         help=f"A loop.method ({', '.join(METHODS)}) or {SFT} (default: loop.method).",
     ),
 ]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference",
+        help="Reference log-probs of the pairs (`irpo reference`; default: those in the "
+        "pairs, else computed under --model first).",
+    ),
+]
 ResumeOpt = Annotated[
     bool, typer.Option("--resume/--no-resume", help="Continue an interrupted training in OUT.")
 ]
+
+
+@app.command(rich_help_panel=PANEL_STAGES)
+@command
+def reference(
+    pairs: Annotated[Path, typer.Argument(help="pairs.jsonl written by `irpo pairs`.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The reference file (reference.jsonl) to write.")
+    ],
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Reference log-probs log M(chosen|x), log M(rejected|x) of every pair, under M_t (--model).
+
+    One no-grad pass before training, as the paper's reference M_t is fixed during it.
+    """
+    from irpo.train.reference import reference_file
+
+    cfg = load_run_config(config, overrides)
+    count = reference_file(
+        model_of(cfg, model),
+        pairs,
+        out,
+        batch_size=cfg.train.ref_batch_size,
+        model_cfg=cfg.model,
+    )
+    typer.echo(f"reference log-probs of {count} pairs: {out}")
 
 
 @app.command(rich_help_panel=PANEL_STAGES)
@@ -47,6 +83,7 @@ def train(
     model: ModelOpt = None,
     method: MethodOpt = None,
     iteration: IterationOpt = 0,
+    reference: ReferenceOpt = None,
     resume: ResumeOpt = True,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
@@ -68,6 +105,7 @@ def train(
         out,
         method=method or cfg.loop.method,
         seed=cfg.iteration_seed(iteration),
+        reference=reference,
         resume=resume,
         progress=progress_bars,
     )

@@ -83,3 +83,24 @@ def merge_shards(paths: Sequence[str | Path], problems: Sequence[Problem]) -> li
 
 def write_samples(path: str | Path, samples: Sequence[Sample]) -> None:
     write_jsonl(path, (s.to_dict() for s in samples))
+
+
+def shard_path(target: str | Path, shard: Shard) -> Path:
+    """Where shard I of N of `target` (`x.jsonl`) is written: `x.shard-I-of-N.jsonl`."""
+    target = Path(target)
+    return target.with_name(f"{target.stem}.shard-{shard.index}-of-{shard.count}.jsonl")
+
+
+def merge_into(target: str | Path, count: int, problems: Sequence[Problem]) -> list[Sample]:
+    """Merge the `count` shard files of `target` into it (every shard must be there), then
+    remove the shard files and the settings and statistics written beside them."""
+    target = Path(target)
+    paths = [shard_path(target, Shard(i, count)) for i in range(count)]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise IrpoError(f"{target}: shard files missing: {', '.join(missing)}")
+    samples = merge_shards(paths, problems)
+    write_samples(target, samples)
+    for p in target.parent.glob(f"{target.stem}.shard-*-of-*.*"):
+        p.unlink()
+    return samples

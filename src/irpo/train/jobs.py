@@ -166,11 +166,12 @@ def _with_references(
 
 def read_sft_examples(path: str | Path) -> list[SftExample]:
     """SFT examples from a JSONL file of pairs (their distinct chosen responses) or of
-    `prompt_ids` / `response_ids` rows.
+    `prompt_ids` / `response_ids` rows (each row one example, as given).
 
     Pairs repeat a winner once per loser it was zipped with (IRPO's K pairs per question);
-    SFT counts each distinct (prompt, response) once, so no winner weighs more for having been
-    paired more often.
+    SFT counts each distinct (prompt, response) of a pairs file once, so no winner weighs more
+    for having been paired more often. Rows of SFT examples are taken as they are (STaR trains
+    on every correct sample, repeats included, as `irpo run` does).
     """
     examples: list[SftExample] = []
     seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
@@ -178,7 +179,8 @@ def read_sft_examples(path: str | Path) -> list[SftExample]:
         if "chosen_ids" in row and "prompt_ids" in row:
             prompt, response = row["prompt_ids"], row["chosen_ids"]
         elif "response_ids" in row and "prompt_ids" in row:
-            prompt, response = row["prompt_ids"], row["response_ids"]
+            examples.append(SftExample(list(row["prompt_ids"]), list(row["response_ids"])))
+            continue
         else:
             raise IrpoError(
                 f"{path}:{lineno}: expected a pair (prompt_ids, chosen_ids) or an SFT row "
@@ -199,6 +201,7 @@ def train_file(
     *,
     method: str,
     seed: int | None = None,
+    reference: str | Path | None = None,
     resume: bool = True,
     progress: ProgressFactory | None = None,
 ) -> TrainResult:
@@ -206,7 +209,8 @@ def train_file(
     `sft`), save to `output_dir`. Methods that do not train on pairs read the file's distinct
     winners (or SFT rows) as examples.
 
-    `seed` defaults to the config's. The resolved configuration is written to OUT/config.yaml.
+    `seed` defaults to the config's; `reference` is a file of reference log-probs
+    (`irpo reference`) for pairs that carry none. The resolved configuration is written to OUT/config.yaml.
     """
     from irpo.config import dump_config
     from irpo.records import read_pairs
@@ -228,4 +232,8 @@ def train_file(
         pairs = read_pairs(data)
     except (KeyError, TypeError) as e:
         raise IrpoError(f"{data}: not a pairs file (missing or bad field {e})") from None
+    if reference is not None:
+        from irpo.train.reference import with_reference
+
+        pairs = with_reference(pairs, reference)
     return train_preference(model_path, pairs, cfg, out, method=m, **common)

@@ -9,14 +9,20 @@ single model (the policy) in memory instead of a frozen second copy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from irpo.records import Pair
+from irpo.errors import IrpoError
+from irpo.records import Pair, read_jsonl, read_pairs, write_jsonl
 from irpo.train.allocator import low_fragmentation
 from irpo.train.batching import pair_rows
 from irpo.train.scoring import SequenceScorer
+
+if TYPE_CHECKING:
+    from irpo.config import ModelConfig
 
 
 def compute_reference_logps(
@@ -82,3 +88,52 @@ def _row_length(pair: Pair) -> int:
 def _is_scorer(model: Any) -> bool:
     inner = getattr(model, "module", model)  # DDP / DeepSpeed wrap the prepared scorer
     return isinstance(inner, SequenceScorer)
+
+
+# --------------------------------------------------------------------------- the reference file
+
+
+def write_reference(path: str | Path, pairs: Sequence[Pair]) -> None:
+    """One row per pair, in pair order: {"index", "chosen", "rejected"} (log-probs)."""
+    write_jsonl(
+        path,
+        (
+            {"index": i, "chosen": p.ref_chosen_logp, "rejected": p.ref_rejected_logp}
+            for i, p in enumerate(pairs)
+        ),
+    )
+
+
+def with_reference(pairs: Sequence[Pair], path: str | Path) -> list[Pair]:
+    """Copies of `pairs` with the reference log-probs of the file `write_reference` wrote."""
+    refs = {int(r["index"]): (float(r["chosen"]), float(r["rejected"])) for r in read_jsonl(path)}
+    if set(refs) != set(range(len(pairs))):
+        raise IrpoError(f"{path}: {len(refs)} reference rows for {len(pairs)} pairs")
+    return [
+        replace(p, ref_chosen_logp=refs[i][0], ref_rejected_logp=refs[i][1])
+        for i, p in enumerate(pairs)
+    ]
+
+
+def reference_file(
+    model_path: str,
+    pairs_path: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int,
+    model_cfg: ModelConfig | None = None,
+) -> int:
+    """The reference stage: log M(chosen|x), log M(rejected|x) of every pair in `pairs_path`
+    under `model_path`, written to `out`; returns the number of pairs."""
+    from irpo.models import load_model
+
+    model = load_model(
+        model_path,
+        dtype=model_cfg.dtype if model_cfg else "auto",
+        device=model_cfg.device if model_cfg else "auto",
+        trust_remote_code=model_cfg.trust_remote_code if model_cfg else False,
+    )
+    pairs = read_pairs(pairs_path)
+    compute_reference_logps(model, pairs, batch_size=batch_size)
+    write_reference(out, pairs)
+    return len(pairs)

@@ -1,0 +1,281 @@
+"""How `irpo run` launches a stage in processes of its own (`launch.mode: processes`).
+
+Nothing here schedules or talks to processes itself: the launchers are PyTorch's and
+accelerate's.
+
+- Sampling and evaluation: `torch.distributed.run` (torchrun) starts W workers of the stage's
+  CLI command (`irpo sample` / `irpo eval` with `--shard auto`); each takes shard RANK of
+  WORLD_SIZE and the GPUs of its local rank (`tensor_parallel_size` GPUs each, passed to vLLM),
+  and appends to its own shard file. The driver merges the shards with `irpo.sampling.shards`.
+- Reference log-probs: one process (`irpo reference`).
+- Training: `accelerate launch` with `launch.train_processes` processes and
+  `launch.accelerate_config` (DDP, FSDP, ZeRO-3 under configs/accelerate/); on a machine
+  without GPUs, torchrun with accelerate's CPU flag (a gloo process group), as accelerate does.
+
+GPU memory passes from one stage to the next by the stage's processes ending. A worker that
+fails makes the stage fail with that worker's own last error lines and exit status; the shards
+already written stay, so the rerun does only what is missing. The launcher's process dies with
+the driver (Linux: PR_SET_PDEATHSIG), and the workers with the launcher, each at its next safe
+point (`irpo.preemption`). Every launched process keeps the run's lock open, so no second run
+can start while any of them still writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from irpo import preemption
+from irpo.config import RunConfig
+from irpo.errors import IrpoError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How many processes each kind of stage gets, checked against the machine."""
+
+    gpus: int
+    """GPUs visible to the driver (0: a CPU machine)."""
+    sampling_workers: int
+    tensor_parallel_size: int
+    train_processes: int
+    accelerate_config: str | None
+
+    @classmethod
+    def of(cls, config: RunConfig, gpus: int | None = None, cpus: int | None = None) -> LaunchPlan:
+        """The plan for `config` on this machine; an error naming the numbers when it asks for
+        more GPUs (or, without GPUs, more processes than CPU cores) than there are."""
+        launch = config.launch
+        gpus = visible_gpus() if gpus is None else gpus
+        cpus = (os.cpu_count() or 1) if cpus is None else cpus
+        tp = int(config.sampling.vllm.get("tensor_parallel_size", 1))
+        if gpus:
+            workers = launch.sampling_workers or max(1, gpus // tp)
+            train = launch.train_processes or gpus
+            if workers * tp > gpus:
+                raise IrpoError(
+                    f"launch.sampling_workers ({workers}) x sampling.vllm.tensor_parallel_size "
+                    f"({tp}) needs {workers * tp} GPUs; {gpus} are visible"
+                )
+            if train > gpus:
+                raise IrpoError(
+                    f"launch.train_processes ({train}) is more than the {gpus} visible GPUs"
+                )
+        else:
+            workers = launch.sampling_workers or 1
+            train = launch.train_processes or 1
+            for key, n in (("sampling_workers", workers), ("train_processes", train)):
+                if n > cpus:
+                    raise IrpoError(
+                        f"launch.{key} ({n}) is more than the {cpus} CPU cores of this machine "
+                        "(no GPU is visible)"
+                    )
+        if launch.accelerate_config is not None and not Path(launch.accelerate_config).is_file():
+            raise IrpoError(f"launch.accelerate_config: {launch.accelerate_config} not found")
+        return cls(gpus, workers, tp, train, launch.accelerate_config)
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process may use (without initialising CUDA in it)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cli(*args: str) -> list[str]:
+    """The `irpo` command line run by the current interpreter."""
+    return ["-m", "irpo.cli", *args]
+
+
+def workers_command(nproc: int, args: Sequence[str], log_dir: Path) -> list[str]:
+    """torchrun starting `nproc` copies of an `irpo` command on this machine."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--log-dir={log_dir}",
+        "--redirects=3",
+        "--tee=3",
+        *cli(*args),
+    ]
+
+
+def train_command(plan: LaunchPlan, args: Sequence[str], log_dir: Path) -> list[str]:
+    """`accelerate launch` on GPUs; on CPUs torchrun with accelerate's CPU flag (gloo)."""
+    if plan.gpus:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+        if plan.accelerate_config is not None:
+            cmd += ["--config_file", plan.accelerate_config]
+        cmd += ["--num_processes", str(plan.train_processes)]
+        if plan.train_processes > 1 and plan.accelerate_config is None:
+            cmd += ["--multi_gpu"]
+        return [*cmd, *cli(*args)]
+    return workers_command(plan.train_processes, args, log_dir)
+
+
+def run_processes(
+    stage: str,
+    cmd: Sequence[str],
+    log_dir: Path,
+    *,
+    cpu: bool = False,
+    keep_fds: Sequence[int] = (),
+) -> None:
+    """Run a launcher to its end; a failure raises with the failing worker's last lines.
+
+    A stop asked of the driver (SIGTERM, SIGINT) is passed on to the launcher, which passes it
+    to its workers; they stop at their next safe point and the stage raises `Preempted`.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "IRPO_LAUNCHED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if cpu:
+        env["ACCELERATE_USE_CPU"] = "true"
+    log.info("stage %s: %s", stage, " ".join(cmd))
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,
+        pass_fds=tuple(keep_fds),
+    )
+    assert proc.stderr is not None
+    tail: list[str] = []
+    with preemption.passing_on(lambda signum: proc.send_signal(signal.SIGTERM)):
+        for line in proc.stderr:  # the launcher's and (tee) the workers' messages, live
+            sys.stderr.write(line)
+            tail = [*tail[-59:], line.rstrip("\n")]
+        status = proc.wait()
+    asked = preemption.requested()
+    if asked is not None:  # passed on above, or the launcher got it too (same process group)
+        raise preemption.Preempted(asked, f"during stage {stage} (its processes stopped)")
+    if status != 0:
+        raise IrpoError(
+            f"stage {stage}: a launched process failed (exit status {status}); its last "
+            f"messages:\n{_worker_errors(log_dir, tail)}\nThe finished shards are kept: run the "
+            "same command again to do the rest"
+        )
+    log.info("stage %s: processes finished in %.1fs", stage, time.perf_counter() - started)
+
+
+def _worker_errors(log_dir: Path, tail: list[str]) -> str:
+    """The `error:` lines and tracebacks' last lines of the failed workers, else the tail."""
+    lines = []
+    for path in sorted(log_dir.rglob("stderr.log")):
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        errors = [ln for ln in text if ln.startswith("error: ") or "Error: " in ln]
+        if errors:
+            lines.append(f"  [{path.parent.name}] {errors[-1]}")
+    return "\n".join(lines) if lines else "\n".join(f"  {ln}" for ln in tail[-15:])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask the kernel to send SIGTERM to this process when its parent (the driver) dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the launcher outlives a killed driver, as it would elsewhere
+
+
+# --------------------------------------------------------------------------- in a worker
+
+
+def worker_rank() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) of a process that a launcher started, else None."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    return (
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
+    )
+
+
+def become_worker(tensor_parallel_size: int) -> tuple[int, int]:
+    """In a sampling worker: die with the launcher, take this rank's GPUs; (rank, world)."""
+    where = worker_rank()
+    if where is None:
+        raise IrpoError("--shard auto: not started by a launcher (RANK / WORLD_SIZE unset)")
+    rank, world, local = where
+    _die_with_parent()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else None
+    first = local * tensor_parallel_size
+    if devices is not None:
+        mine = devices[first : first + tensor_parallel_size]
+    else:
+        mine = [str(i) for i in range(first, first + tensor_parallel_size)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+    return rank, world
+
+
+# --------------------------------------------------------------------------- the driver's side
+
+
+class StageLauncher:
+    """Starts the stages of one run in processes of their own; the driver merges and records.
+
+    Every command reads the run's resolved config (RUN/config.yaml), so a worker computes
+    exactly what the same stage computes inline.
+    """
+
+    def __init__(self, plan: LaunchPlan, run_root: Path, lock_fd: int | None) -> None:
+        self.plan = plan
+        self.root = run_root
+        self.config = str(run_root / "config.yaml")
+        self.keep_fds = () if lock_fd is None else (lock_fd,)
+
+    def _logs(self, stage: str) -> Path:
+        return self.root / "logs" / stage.replace("/", "-")
+
+    def _run(self, stage: str, cmd: list[str], *, cpu: bool = False) -> None:
+        run_processes(stage, cmd, self._logs(stage), cpu=cpu, keep_fds=self.keep_fds)
+
+    def sample(self, stage: str, t: int, model: str, out_dir: Path) -> int:
+        """W workers, each appending its shard to OUT/samples.shard-I-of-W.jsonl; returns W."""
+        args = ["sample", "--model", model, "--config", self.config, "--out", str(out_dir)]
+        args += ["--iteration", str(t), "--shard", "auto"]
+        self._run(stage, workers_command(self.plan.sampling_workers, args, self._logs(stage)))
+        return self.plan.sampling_workers
+
+    def evaluate(self, stage: str, model: str, out_path: Path) -> int:
+        """W workers, each drawing its shard of the evaluation samples beside OUT; returns W."""
+        args = ["eval", "--model", model, "--config", self.config, "--out", str(out_path)]
+        args += ["--shard", "auto"]
+        self._run(stage, workers_command(self.plan.sampling_workers, args, self._logs(stage)))
+        return self.plan.sampling_workers
+
+    def reference(self, stage: str, model: str, pairs: Path, out: Path) -> None:
+        """One process: the reference log-probs of every pair."""
+        args = ["reference", str(pairs), "--model", model, "--config", self.config]
+        self._run(stage, [sys.executable, *cli(*args, "--out", str(out))])
+
+    def train(
+        self, stage: str, t: int, model: str, data: Path, out: Path, reference: Path | None
+    ) -> None:
+        """`launch.train_processes` training processes (accelerate launch; gloo on CPUs)."""
+        args = ["train", str(data), "--model", model, "--out", str(out), "--config", self.config]
+        args += ["--iteration", str(t)]
+        if reference is not None:
+            args += ["--reference", str(reference)]
+        cmd = train_command(self.plan, args, self._logs(stage))
+        self._run(stage, cmd, cpu=not self.plan.gpus)
