@@ -221,3 +221,33 @@ def test_interrupted_real_run_resumes_to_the_same_file(tmp_path: Path, engine: A
     assert stats.resumed_questions == len(partial) // 2
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len({(r["problem_id"], r["index"]) for r in lines}) == 18
+
+
+def test_a_stop_request_ends_after_the_question_being_written(tmp_path: Path) -> None:
+    import signal
+
+    from irpo import preemption
+
+    whole = tmp_path / "whole.jsonl"
+    sample_problems(TableEngine(), EchoTask(), PROBLEMS, PARAMS, whole)
+
+    class StopAfterTwo(TableEngine):
+        def generate(
+            self, requests: Any, params: Any, progress: Any = None, on_step: Any = None
+        ) -> Any:
+            for n, item in enumerate(super().generate(requests, params, progress, on_step)):
+                if n == 1:
+                    preemption.request(signal.SIGTERM)  # arrives while q1 is being generated
+                yield item
+
+    out = tmp_path / "samples.jsonl"
+    with (
+        preemption.graceful_stop(),
+        pytest.raises(preemption.Preempted, match=r"stopped by SIGTERM after 2 questions of"),
+    ):
+        sample_problems(StopAfterTwo(), EchoTask(), PROBLEMS, PARAMS, out)
+    assert [s.problem_id for s in read_samples(out)] == ["q0"] * 3 + ["q1"] * 3  # whole records
+    engine = TableEngine()
+    sample_problems(engine, EchoTask(), PROBLEMS, PARAMS, out)
+    assert engine.asked == ["q2", "q3"]  # only what was missing
+    assert out.read_bytes() == whole.read_bytes()

@@ -103,7 +103,10 @@ def cli(*args: str) -> list[str]:
 
 
 def workers_command(nproc: int, args: Sequence[str], log_dir: Path) -> list[str]:
-    """torchrun starting `nproc` copies of an `irpo` command on this machine."""
+    """torchrun starting `nproc` copies of an `irpo` command on this machine; one copy is
+    started directly, as rank 0 of 1 (torchrun's agent would cost a second interpreter)."""
+    if nproc == 1:
+        return ["env", "RANK=0", "WORLD_SIZE=1", "LOCAL_RANK=0", sys.executable, *cli(*args)]
     return [
         sys.executable,
         "-m",
@@ -118,7 +121,10 @@ def workers_command(nproc: int, args: Sequence[str], log_dir: Path) -> list[str]
 
 
 def train_command(plan: LaunchPlan, args: Sequence[str], log_dir: Path) -> list[str]:
-    """`accelerate launch` on GPUs; on CPUs torchrun with accelerate's CPU flag (gloo)."""
+    """`accelerate launch` on GPUs; on CPUs torchrun with accelerate's CPU flag (gloo). One
+    process with accelerate's defaults is started directly (accelerate needs no launcher then)."""
+    if plan.train_processes == 1 and plan.accelerate_config is None:
+        return [sys.executable, *cli(*args)]
     if plan.gpus:
         cmd = [sys.executable, "-m", "accelerate.commands.launch"]
         if plan.accelerate_config is not None:
