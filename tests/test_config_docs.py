@@ -48,9 +48,19 @@ def test_every_field_has_a_description() -> None:
 def test_the_walk_reaches_every_section() -> None:
     keys = {k for k in _all_keys(RunConfig) if "." in k}
     sections = {k.split(".")[0] for k in keys}
-    assert sections == {"task", "model", "sampling", "pairs", "train", "eval", "loop", "seed_model"}
+    assert sections == {
+        "task",
+        "model",
+        "sampling",
+        "pairs",
+        "train",
+        "eval",
+        "loop",
+        "seed_model",
+        "launch",
+    }
     assert "seed_model.hidden_size" in keys  # through `SeedModelConfig | None`
-    assert len(_all_keys(RunConfig)) == 80
+    assert len(_all_keys(RunConfig)) == 85
 
 
 def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -95,6 +105,7 @@ def test_reference_rows() -> None:
         "## `eval`",
         "## `loop`",
         "## `seed_model`",
+        "## `launch`",
     ]
     assert reference_row("train.beta") == (
         "| `train.beta` | `float` | `0.1` | DPO's beta: scale of the log-ratio margin in "
