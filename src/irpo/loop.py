@@ -76,6 +76,8 @@ class Pipeline:
         self.method: Method = get_method(config.loop.method)
         self.launcher: StageLauncher | None = None
         """Set when stages run in processes of their own (`launch.mode: processes`)."""
+        self._stage_name = "start"
+        """The stage running now (named by write errors)."""
         self._train_problems: list[Problem] | None = None
         self._eval_problems: list[Problem] | None = None
         self._tokenizer: Any = None
@@ -117,7 +119,6 @@ class Pipeline:
     # ------------------------------------------------------------------ the run
     def execute(self) -> RunSummary:
         """Run every stage not yet done, holding the run's lock (a second writer stops at once)."""
-        self._stage_name = "start"
         with preemption.graceful_stop(), self.run.writer_lock():
             try:
                 self.run.init(self.config, allow_config_change=self.allow_config_change)
@@ -240,7 +241,9 @@ class Pipeline:
         summary = {k: v for k, v in out.items() if k != "per_question"}
         self._log("eval", t, summary)
         log.info("M_%d: %s", t, summary)
-        written = sorted(path.parent.glob(f"{path.stem}.*.jsonl"))
+        from irpo.evaluate import eval_sample_paths
+
+        written = [p for p in eval_sample_paths(path).values() if p.exists()]
         self.run.mark_done(f"eval_{t}", [path, *written])
         return out
 
@@ -377,13 +380,13 @@ class Pipeline:
         from irpo.train.reference import with_reference
 
         it = self.run.iteration(t)
-        pairs = with_reference(read_pairs(it.pairs), it.reference)
-        if self.launcher is not None:
+        if self.launcher is not None:  # the training processes read the pairs themselves
             self.launcher.train(stage, t, self.model_path(t), it.pairs, it.train, it.reference)
             result = self._launched_result(t)
         else:
+            pairs = with_reference(read_pairs(it.pairs), it.reference)
             result = train_preference(self.model_path(t), pairs, **self._training(t))
-        self._finish_training(t, result, examples=len(pairs))
+        self._finish_training(t, result)
 
     def _launched_result(self, t: int) -> Any:
         """The result of a training run in its own processes; its steps go to the run's log."""
@@ -406,7 +409,7 @@ class Pipeline:
             "progress": self.progress,
         }
 
-    def _finish_training(self, t: int, result: Any, *, examples: int) -> None:
+    def _finish_training(self, t: int, result: Any) -> None:
         it = self.run.iteration(t)
         if Path(result.model_dir).resolve() != it.model.resolve():
             raise IrpoError(f"the trainer saved {result.model_dir}, expected {it.model}")
@@ -415,7 +418,7 @@ class Pipeline:
             f"iter_{t}/train",
             [it.model],
             derived=[it.train],  # its logs, settings and result (with timings) go with a redo
-            examples=examples,
+            examples=result.num_examples,
             steps=result.steps,
         )
 
@@ -448,7 +451,7 @@ class Pipeline:
             result = self._launched_result(t)
         else:
             result = train_sft(self.model_path(t), examples, **self._training(t))
-        self._finish_training(t, result, examples=len(examples))
+        self._finish_training(t, result)
 
 
 def run(
