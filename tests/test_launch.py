@@ -15,7 +15,7 @@ import torch
 
 from irpo.config import load_config
 from irpo.errors import IrpoError
-from irpo.launch import LaunchPlan, train_command, workers_command
+from irpo.launch import LaunchPlan, StageLauncher, train_command, workers_command
 from irpo.rundir import RunDir
 from tests.test_loop import _cli_run, _state, _wait_for, _write_config, finished_run, tiny_config
 
@@ -75,6 +75,74 @@ def test_the_launch_commands(tmp_path: Path) -> None:
     assert workers_command(2, ["sample"], tmp_path)[:5] == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
     ]  # fmt: skip
+
+
+def _launcher(tmp_path: Path, gpus: int, workers: int, train: int) -> StageLauncher:
+    plan = LaunchPlan(gpus=gpus, sampling_workers=workers, tensor_parallel_size=1,
+                      train_processes=train, accelerate_config=None)  # fmt: skip
+    return StageLauncher(plan, tmp_path, None)
+
+
+def test_stages_that_share_processes_run_in_one_launch(tmp_path: Path) -> None:
+    run_dir = tmp_path
+    cfg = str(run_dir / "config.yaml")
+    one = _launcher(run_dir, gpus=0, workers=1, train=1)
+    ev = one.eval_step("eval_1", "M1", run_dir / "eval_1.json")
+    sa = one.sample_step("iter_1/sample", 1, "M1", run_dir / "iter_1")
+    ref = one.reference_step("iter_0/reference", "M0", Path("p.jsonl"), Path("r.jsonl"))
+    tr = one.train_step("iter_0/train", 0, "M0", Path("p.jsonl"), Path("tr"), Path("r.jsonl"))
+    sft = one.train_step("iter_0/train", 0, "M0", Path("e.jsonl"), Path("tr"), None,
+                         after_driver=True)  # fmt: skip
+    assert [one.joins(a, b) for a, b in ((ev, sa), (ref, tr), (tr, ev), (sa, ref), (ref, sft))] == [
+        True, True, True, False, False,
+    ]  # fmt: skip
+    # one process: the reference pass, training, then the new model's eval and sample
+    assert one.command([ref, tr, ev, sa]) == [
+        sys.executable, "-m", "irpo.cli",
+        "reference", "p.jsonl", "--model", "M0", "--config", cfg, "--out", "r.jsonl", "--then",
+        "train", "p.jsonl", "--model", "M0", "--out", "tr", "--config", cfg, "--iteration", "0",
+        "--reference", "r.jsonl", "--then",
+        "eval", "--model", "M1", "--config", cfg, "--out", str(run_dir / "eval_1.json"),
+        "--shard", "0/1", "--then",
+        "sample", "--model", "M1", "--config", cfg, "--out", str(run_dir / "iter_1"),
+        "--iteration", "1", "--shard", "0/1",
+    ]  # fmt: skip
+    # W workers under torchrun: each draws its eval shard, then its sample shard
+    two = _launcher(run_dir, gpus=0, workers=2, train=2)
+    assert [two.joins(a, b) for a, b in ((ev, sa), (ref, tr), (tr, ev))] == [True, False, False]
+    cmd = two.command([ev, sa])
+    assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       "--nproc-per-node=2"]  # fmt: skip
+    assert cmd[cmd.index("irpo.cli") + 1 :] == [
+        "eval", "--model", "M1", "--config", cfg, "--out", str(run_dir / "eval_1.json"),
+        "--shard", "auto", "--then",
+        "sample", "--model", "M1", "--config", cfg, "--out", str(run_dir / "iter_1"),
+        "--iteration", "1", "--shard", "auto",
+    ]  # fmt: skip
+    # GPUs: training never shares its processes with sampling (GPU memory passes by exiting)
+    gpu = _launcher(run_dir, gpus=1, workers=1, train=1)
+    assert [gpu.joins(a, b) for a, b in ((ev, sa), (ref, tr), (tr, ev))] == [True, True, False]
+
+
+def test_chained_commands_share_one_process_and_stop_at_the_first_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irpo.cli import main, split_commands
+
+    assert split_commands(["a", "-x", "--then", "b", "--then", "c", "1"]) == [
+        ["a", "-x"], ["b"], ["c", "1"],
+    ]  # fmt: skip
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1 + 1?", "answer": "2"}\n')
+    check = ["check-data", "--task", "custom", "--source", str(data)]
+    with pytest.raises(SystemExit) as done:
+        main([*check, "--then", *check])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.count(f"task custom, source {data}") == 2
+    with pytest.raises(SystemExit) as failed:
+        main(["check-data", "--task", "nosuchtask", "--then", *check])
+    assert failed.value.code == 2
+    assert "task custom" not in capsys.readouterr().out  # the second command did not run
 
 
 def test_too_many_processes_are_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -144,7 +212,7 @@ def test_a_killed_worker_fails_the_stage_and_the_rerun_finishes_it(
     os.kill(victims[-1], signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2
-    assert "stage iter_0/sample: a launched process failed (exit status" in stderr
+    assert "stage eval_0 + iter_0/sample: a launched process failed (exit status" in stderr
     assert "The finished shards are kept" in stderr
     kept = list(out.glob("iter_0/samples.shard-*-of-2.jsonl"))
     assert kept and not RunDir(out).is_done("iter_0/sample")
@@ -173,3 +241,56 @@ def test_a_killed_driver_leaves_no_worker_and_the_rerun_matches(
     done = subprocess.run(_cli_run(config, out), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same_within(finished_run, out)
+
+
+ONE_EACH = ("launch.mode=processes", "launch.sampling_workers=1", "launch.train_processes=1")
+
+
+@pytest.mark.slow
+def test_one_worker_and_one_trainer_chain_the_stages_of_a_model(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    config = _write_config(tmp_path / "tiny.yaml", *ONE_EACH)
+    out = tmp_path / "chained"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(_cli_run(config, out), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_within(finished_run, out, atol=0.0)  # one training process: bit for bit
+    # three launches: M_0's eval and sample; per iteration, the reference pass, training and
+    # the new model's eval (and sample, but for the last)
+    launches = [ln.split("stage ", 1)[1].split(": ")[0] for ln in done.stderr.splitlines()
+                if "INFO irpo.launch: stage" in ln and "processes finished" not in ln]  # fmt: skip
+    assert launches == [
+        "eval_0 + iter_0/sample",
+        "iter_0/reference + iter_0/train + eval_1 + iter_1/sample",
+        "iter_1/reference + iter_1/train + eval_2",
+    ]
+    assert sorted(p.name for p in (out / "logs").iterdir()) == [
+        "eval_0", "iter_0-reference", "iter_1-reference",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_chain_killed_after_training_resumes_to_the_same_results(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    config = _write_config(tmp_path / "tiny.yaml", *ONE_EACH)
+    out = tmp_path / "killed-chain"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_cli_run(config, out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    runs = RunDir(out)
+    shard = out / "evals" / "model_1.greedy.shard-0-of-1.jsonl"
+    _wait_for(lambda: shard.exists(), proc)  # training 0 finished; M_1's eval has begun
+    victims = [p for p in _workers_of(f"--out {runs.iteration(0).train}") if p != proc.pid]
+    assert len(victims) == 1
+    os.kill(victims[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert "stage iter_0/reference + iter_0/train + eval_1 + iter_1/sample: a launched" in stderr
+    assert (runs.iteration(0).train / "result.json").exists()
+    assert not runs.is_done("iter_0/train")  # recorded by the driver only after the launch
+    done = subprocess.run(_cli_run(config, out), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training in" in done.stderr and "is already finished" in done.stderr
+    _assert_same_within(finished_run, out, atol=0.0)

@@ -37,6 +37,9 @@ from irpo import preemption
 from irpo.config import RunConfig
 from irpo.errors import IrpoError
 
+THEN = "--then"
+"""Separates the commands that one process runs in turn (`irpo.cli.main`)."""
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -216,12 +219,18 @@ def worker_rank() -> tuple[int, int, int] | None:
     )
 
 
+_WORKER: list[bool] = []
+
+
 def become_worker(tensor_parallel_size: int) -> tuple[int, int]:
     """In a sampling worker: die with the launcher, take this rank's GPUs; (rank, world)."""
     where = worker_rank()
     if where is None:
         raise IrpoError("--shard auto: not started by a launcher (RANK / WORLD_SIZE unset)")
     rank, world, local = where
+    if _WORKER:  # a second command chained in the same worker (`--then`): its GPUs are set
+        return rank, world
+    _WORKER.append(True)
     _die_with_parent()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     devices = visible.split(",") if visible else None
@@ -237,11 +246,32 @@ def become_worker(tensor_parallel_size: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- the driver's side
 
 
+@dataclass(frozen=True)
+class Step:
+    """One stage's command, as a launcher runs it: `kind` says which processes it needs."""
+
+    stage: str
+    """The stage's name in the run's manifest (e.g. "iter_0/sample")."""
+    kind: str
+    """"workers" (sample, eval: one per sampling worker), "one" (reference) or "train"."""
+    args: tuple[str, ...]
+    """The `irpo` command line, without `--shard` for workers (the launch decides it)."""
+    after_driver: bool = False
+    """The driver writes this stage's inputs just before it (SFT examples): it starts a launch."""
+
+
 class StageLauncher:
     """Starts the stages of one run in processes of their own; the driver merges and records.
 
     Every command reads the run's resolved config (RUN/config.yaml), so a worker computes
-    exactly what the same stage computes inline.
+    exactly what the same stage computes inline. Consecutive stages that need the same
+    processes run in one launch, their commands joined by `--then` (`irpo.cli`): every
+    iteration's eval and sample (the same model: it is loaded once), and on a machine with one
+    direct training process, the reference pass with training. Without GPUs, and with one
+    sampling worker and one training process, training is followed in the same process by the
+    new model's eval and sample too (no GPU memory to hand over). Each stage is still recorded
+    on its own: a launch that stops part-way leaves the finished stages' outputs, and the rerun
+    starts at the first stage not recorded.
     """
 
     def __init__(self, plan: LaunchPlan, run_root: Path, lock_fd: int | None) -> None:
@@ -253,35 +283,81 @@ class StageLauncher:
     def _logs(self, stage: str) -> Path:
         return self.root / "logs" / stage.replace("/", "-")
 
-    def _run(self, stage: str, cmd: list[str], *, cpu: bool = False) -> None:
-        run_processes(stage, cmd, self._logs(stage), cpu=cpu, keep_fds=self.keep_fds)
+    # the steps
+    def sample_step(self, stage: str, t: int, model: str, out_dir: Path) -> Step:
+        """Each worker appends its shard to OUT/samples.shard-I-of-W.jsonl."""
+        args = ("sample", "--model", model, "--config", self.config, "--out", str(out_dir))
+        return Step(stage, "workers", (*args, "--iteration", str(t)))
 
-    def sample(self, stage: str, t: int, model: str, out_dir: Path) -> int:
-        """W workers, each appending its shard to OUT/samples.shard-I-of-W.jsonl; returns W."""
-        args = ["sample", "--model", model, "--config", self.config, "--out", str(out_dir)]
-        args += ["--iteration", str(t), "--shard", "auto"]
-        self._run(stage, workers_command(self.plan.sampling_workers, args, self._logs(stage)))
-        return self.plan.sampling_workers
+    def eval_step(self, stage: str, model: str, out_path: Path) -> Step:
+        """Each worker draws its shard of the evaluation samples beside OUT."""
+        args = ("eval", "--model", model, "--config", self.config, "--out", str(out_path))
+        return Step(stage, "workers", args)
 
-    def evaluate(self, stage: str, model: str, out_path: Path) -> int:
-        """W workers, each drawing its shard of the evaluation samples beside OUT; returns W."""
-        args = ["eval", "--model", model, "--config", self.config, "--out", str(out_path)]
-        args += ["--shard", "auto"]
-        self._run(stage, workers_command(self.plan.sampling_workers, args, self._logs(stage)))
-        return self.plan.sampling_workers
-
-    def reference(self, stage: str, model: str, pairs: Path, out: Path) -> None:
+    def reference_step(self, stage: str, model: str, pairs: Path, out: Path) -> Step:
         """One process: the reference log-probs of every pair."""
-        args = ["reference", str(pairs), "--model", model, "--config", self.config]
-        self._run(stage, [sys.executable, *cli(*args, "--out", str(out))])
+        args = ("reference", str(pairs), "--model", model, "--config", self.config)
+        return Step(stage, "one", (*args, "--out", str(out)))
 
-    def train(
-        self, stage: str, t: int, model: str, data: Path, out: Path, reference: Path | None
-    ) -> None:
+    def train_step(
+        self,
+        stage: str,
+        t: int,
+        model: str,
+        data: Path,
+        out: Path,
+        reference: Path | None,
+        *,
+        after_driver: bool = False,
+    ) -> Step:
         """`launch.train_processes` training processes (accelerate launch; gloo on CPUs)."""
         args = ["train", str(data), "--model", model, "--out", str(out), "--config", self.config]
         args += ["--iteration", str(t)]
         if reference is not None:
             args += ["--reference", str(reference)]
-        cmd = train_command(self.plan, args, self._logs(stage))
-        self._run(stage, cmd, cpu=not self.plan.gpus)
+        return Step(stage, "train", tuple(args), after_driver)
+
+    @property
+    def _direct_training(self) -> bool:
+        """Training is one process started directly (no launcher, no process group)."""
+        return self.plan.train_processes == 1 and self.plan.accelerate_config is None
+
+    def joins(self, first: Step, then: Step) -> bool:
+        """Whether `then` can run in the processes that run `first`, right after it."""
+        if then.after_driver:
+            return False
+        if (first.kind, then.kind) == ("workers", "workers"):
+            return True
+        if (first.kind, then.kind) == ("one", "train"):
+            return self._direct_training
+        if first.kind == "train" and then.kind == "workers":
+            return not self.plan.gpus and self._direct_training and self.plan.sampling_workers == 1
+        return False
+
+    def command(self, steps: Sequence[Step]) -> list[str]:
+        """The launcher command that runs `steps` in order, in one set of processes."""
+        kinds = {s.kind for s in steps}
+        launched = "train" in kinds or "one" in kinds
+        shard = "0/1" if launched else "auto"  # a train launch takes workers only when W == 1
+        args: list[str] = []
+        for step in steps:
+            if args:
+                args.append(THEN)
+            args += [*step.args, *(("--shard", shard) if step.kind == "workers" else ())]
+        logs = self._logs(steps[0].stage)
+        if "train" in kinds:
+            return train_command(self.plan, args, logs)
+        if launched:
+            return [sys.executable, *cli(*args)]
+        return workers_command(self.plan.sampling_workers, args, logs)
+
+    def launch(self, steps: Sequence[Step]) -> None:
+        """Run `steps` in one launch; a failure names every stage in it."""
+        label = " + ".join(s.stage for s in steps)
+        run_processes(
+            label,
+            self.command(steps),
+            self._logs(steps[0].stage),
+            cpu="train" in {s.kind for s in steps} and not self.plan.gpus,
+            keep_fds=self.keep_fds,
+        )

@@ -26,7 +26,7 @@ from typing import Any
 from irpo import preemption
 from irpo.config import SCRATCH, RunConfig
 from irpo.errors import IrpoError
-from irpo.launch import LaunchPlan, StageLauncher
+from irpo.launch import LaunchPlan, StageLauncher, Step
 from irpo.methods import Method, get_method
 from irpo.pair_stage import gold_tokens, pair_samples, prompt_tokens, write_pairs
 from irpo.records import (
@@ -78,6 +78,9 @@ class Pipeline:
         """Set when stages run in processes of their own (`launch.mode: processes`)."""
         self._stage_name = "start"
         """The stage running now (named by write errors)."""
+        self._launched: set[str] = set()
+        """Stages whose processes have run (in a launch with an earlier stage) but that are not
+        recorded yet: their stage method only merges and records."""
         self._train_problems: list[Problem] | None = None
         self._eval_problems: list[Problem] | None = None
         self._tokenizer: Any = None
@@ -271,7 +274,8 @@ class Pipeline:
             )
         from irpo.sampling.shards import merge_into
 
-        workers = self.launcher.evaluate(f"eval_{t}", self.model_path(t), path)
+        self._launch("eval", t)
+        workers = self.launcher.plan.sampling_workers
         paths = eval_sample_paths(path)
         for name, wanted in (("greedy", cfg.eval.greedy), ("sampled", cfg.eval.maj_k > 0)):
             if wanted:
@@ -295,7 +299,8 @@ class Pipeline:
         it = self.run.iteration(t)
         params = self.config.sampling.params_for(t, seed=self.config.seed)
         if self.launcher is not None:
-            workers = self.launcher.sample(stage, t, self.model_path(t), it.root)
+            self._launch("sample", t)
+            workers = self.launcher.plan.sampling_workers
             merged = merge_into(it.samples, workers, self.train_problems)
             stats = SampleStats.of_samples(merged, params.num_samples)
             write_json(it.sample_stats, stats.to_dict())
@@ -353,7 +358,7 @@ class Pipeline:
         it = self.run.iteration(t)
         ref_index = t if self.config.loop.reference == "current" else 0
         if self.launcher is not None:
-            self.launcher.reference(stage, self.model_path(ref_index), it.pairs, it.reference)
+            self._launch("reference", t)
         else:
             from irpo.train.reference import reference_file
 
@@ -381,7 +386,7 @@ class Pipeline:
 
         it = self.run.iteration(t)
         if self.launcher is not None:  # the training processes read the pairs themselves
-            self.launcher.train(stage, t, self.model_path(t), it.pairs, it.train, it.reference)
+            self._launch("train", t)
             result = self._launched_result(t)
         else:
             pairs = with_reference(read_pairs(it.pairs), it.reference)
@@ -447,11 +452,76 @@ class Pipeline:
         if self.launcher is not None:
             rows = ({"prompt_ids": e.prompt_ids, "response_ids": e.response_ids} for e in examples)
             write_jsonl(it.sft_examples, rows)
-            self.launcher.train(stage, t, self.model_path(t), it.sft_examples, it.train, None)
+            self._launch("train", t)
             result = self._launched_result(t)
         else:
             result = train_sft(self.model_path(t), examples, **self._training(t))
         self._finish_training(t, result)
+
+    # ------------------------------------------------------------------ launching
+    def _launch(self, kind: str, t: int) -> None:
+        """Run stage `kind` of iteration t in its processes, with the stages after it that are
+        due and can share them (`StageLauncher.joins`); nothing when an earlier launch ran it."""
+        first = self._step(kind, t)
+        if first.stage in self._launched:
+            self._launched.discard(first.stage)
+            return
+        assert self.launcher is not None
+        steps = [first]
+        for nxt_kind, u in self._stages_after(kind, t):
+            step = self._step(nxt_kind, u)
+            if not self.launcher.joins(steps[-1], step) or self.run.is_done(step.stage):
+                break
+            steps.append(step)
+        self.launcher.launch(steps)
+        self._launched.update(s.stage for s in steps[1:])
+
+    def _stages_after(self, kind: str, t: int) -> list[tuple[str, int]]:
+        """The stages that follow (kind, t) in this run, up to the next one the driver does
+        itself (pairs) or that waits on a decision (the early stop after an eval)."""
+        cfg, m = self.config, self.method
+        if kind == "eval" and t > 0 and cfg.loop.min_gain is not None:
+            return []  # whether sampling follows depends on this eval's result
+        order: list[tuple[str, int]] = [("eval", 0)]
+        for u in range(cfg.loop.iterations):
+            order += [("sample", u)] if m.samples else []
+            order += [("pairs", u), ("reference", u)] if m.preference else []
+            order.append(("train", u))
+            if cfg.eval.on_train_iterations or u + 1 == cfg.loop.iterations:
+                order.append(("eval", u + 1))
+        after: list[tuple[str, int]] = []
+        for nxt in order[order.index((kind, t)) + 1 :]:
+            if nxt[0] == "pairs":
+                break
+            after.append(nxt)
+            if nxt[0] == "eval" and nxt[1] > 0 and cfg.loop.min_gain is not None:
+                break
+        return after
+
+    def _step(self, kind: str, t: int) -> Step:
+        assert self.launcher is not None
+        launcher, it = self.launcher, self.run.iteration(t)
+        if kind == "eval":
+            return launcher.eval_step(f"eval_{t}", self.model_path(t), self.run.eval_path(t))
+        if kind == "sample":
+            return launcher.sample_step(f"iter_{t}/sample", t, self.model_path(t), it.root)
+        if kind == "reference":
+            ref_index = t if self.config.loop.reference == "current" else 0
+            model = self.model_path(ref_index)
+            return launcher.reference_step(f"iter_{t}/reference", model, it.pairs, it.reference)
+        if self.method.preference:
+            return launcher.train_step(
+                f"iter_{t}/train", t, self.model_path(t), it.pairs, it.train, it.reference
+            )
+        return launcher.train_step(
+            f"iter_{t}/train",
+            t,
+            self.model_path(t),
+            it.sft_examples,
+            it.train,
+            None,
+            after_driver=True,  # the driver writes the examples from the samples first
+        )
 
 
 def run(

@@ -18,6 +18,7 @@ from irpo.cli.options import (
     SplitOpt,
     TaskOpt,
     TaskOptionsOpt,
+    engine_for,
     load_problems,
     load_run_config,
     model_of,
@@ -53,7 +54,6 @@ def eval_(
     """
     from irpo.errors import IrpoError
     from irpo.evaluate import evaluate_model, sample_for_eval
-    from irpo.sampling import make_engine
 
     cfg = load_run_config(config, overrides)
     if maj is not None:
@@ -63,7 +63,7 @@ def eval_(
     the_shard = shard_of(shard, cfg)
     if the_shard is not None and out is None:
         raise IrpoError("--shard needs --out: the shard's samples are written beside it")
-    engine = make_engine(cfg.model, cfg.sampling, model_path=model_of(cfg, model))
+    engine = engine_for(cfg, model_of(cfg, model))
     if the_shard is not None and out is not None:
         with sampling_progress(f"evaluating shard {the_shard}") as bar:
             sample_for_eval(

@@ -20,7 +20,7 @@ from irpo.errors import IrpoError
 if TYPE_CHECKING:
     from irpo.config import RunConfig
     from irpo.records import Problem
-    from irpo.sampling import Progress, Shard
+    from irpo.sampling import Engine, Progress, Shard
     from irpo.tasks.base import Task
 
 ConfigOpt = Annotated[
@@ -170,6 +170,24 @@ def model_of(cfg: RunConfig, model: str | None) -> str:
             f"model {SCRATCH!r} is built by `irpo run` (the seed model); give --model a folder"
         )
     return name
+
+
+_ENGINE: list[tuple[tuple[str, str], Engine]] = []
+
+
+def engine_for(cfg: RunConfig, model_path: str) -> Engine:
+    """The sampling engine of `model_path`; commands chained with `--then` in one process
+    (`irpo eval ... --then sample ...`) share it when their model and engine settings agree,
+    so the model is loaded (and a vLLM engine's memory taken) once."""
+    from irpo.sampling import make_engine
+
+    key = (model_path, repr((cfg.model, cfg.sampling)))
+    if _ENGINE and _ENGINE[0][0] == key:
+        return _ENGINE[0][1]
+    _ENGINE.clear()  # the previous model goes before the next one loads
+    engine = make_engine(cfg.model, cfg.sampling, model_path=model_path)
+    _ENGINE.append((key, engine))
+    return engine
 
 
 def progress_bars(desc: str, total: int) -> Callable[..., None]:

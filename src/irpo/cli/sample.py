@@ -19,6 +19,7 @@ from irpo.cli.options import (
     SplitOpt,
     TaskOpt,
     TaskOptionsOpt,
+    engine_for,
     load_problems,
     load_run_config,
     model_of,
@@ -57,7 +58,7 @@ def sample(
     Writes OUT/samples.jsonl (or OUT/samples.shard-I-of-N.jsonl) and its .stats.json; run again
     with the same arguments to resume an interrupted run.
     """
-    from irpo.sampling import Shard, make_engine, sample_problems
+    from irpo.sampling import Shard, sample_problems
 
     if shard is not None and shard != "auto":
         Shard.parse(shard)  # a malformed --shard fails before any slow loading
@@ -66,7 +67,7 @@ def sample(
     the_task = task_of(cfg, task, options)
     problems = load_problems(cfg, the_task, "train", source=source, split=split, limit=limit)
     params = cfg.sampling.params_for(iteration, seed=cfg.seed)
-    engine = make_engine(cfg.model, cfg.sampling, model_path=model_of(cfg, model))
+    engine = engine_for(cfg, model_of(cfg, model))
     path = _samples_file(out, the_shard)
     with sampling_progress("sampling") as bar:
         stats = sample_problems(
