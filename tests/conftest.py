@@ -11,6 +11,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# `auto` number formats are measured per machine (irpo.precision): tests fix float32, so that
+# their exact expected outputs hold on every CPU; tests of the choice itself unset it.
+os.environ.setdefault("IRPO_CPU_DTYPE", "float32")
 
 SHARED_DATA = Path(
     os.environ.get("IRPO_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")

@@ -57,11 +57,22 @@ def test_summarize_percentages_and_speedup(bench: ModuleType) -> None:
     engine |= {"seconds": 10.0, "tokens_per_s": 100.0, "peak_gflops_around": 100.0}
     unpaired = engine | {"n": 4}  # no naive row at N = 4
     old = {k: v for k, v in engine.items() if k != "peak_gflops_around"}  # the gemm row's peak
-    lines = bench.summarize([gemm, naive, engine, unpaired, old])
+    bf16 = engine | {"dtype": "bfloat16", "tokens_per_s": 150.0, "seconds": 1000 / 150.0}
+    vllm = engine | {"kind": "vllm", "batch": "-", "dtype": "bfloat16", "tokens_per_s": 75.0}
+    vllm |= {"seconds": 1000 / 75.0}
+    lines = bench.summarize([gemm, naive, engine, unpaired, old, bf16, vllm])
     # engine: generated 1000 x 0.3 GFLOP = 30 GFLOP/s, head +10, prompts 500 x 0.4 = +20
-    assert lines[2:6] == [
-        "| m | naive generate | 8 | 2 x 8 x 4 | 50 | - | 100 | 40 % | 20 % | 15 % | 99 |",
-        "| m | irpo | 16 | 4 x 8 x 4 | 100 | 2.00x | 100 | 60 % | 40 % | 30 % | 99 |",
-        "| m | irpo | 16 | 4 x 4 x 4 | 100 | - | 100 | 60 % | 40 % | 30 % | 99 |",
-        "| m | irpo | 16 | 4 x 8 x 4 | 100 | 2.00x | 200 | 30 % | 20 % | 15 % | 99 |",
+    assert lines[2:8] == [
+        "| m | naive generate | float32 | 8 | 2 x 8 x 4 | 50 | - | 0.67x | 100 | 40 % | 20 % "
+        "| 15 % | 99 |",
+        "| m | irpo | float32 | 16 | 4 x 8 x 4 | 100 | 2.00x | 1.33x | 100 | 60 % | 40 % | 30 % "
+        "| 99 |",
+        "| m | irpo | float32 | 16 | 4 x 4 x 4 | 100 | - | 1.33x | 100 | 60 % | 40 % | 30 % | 99 |",
+        "| m | irpo | float32 | 16 | 4 x 8 x 4 | 100 | 2.00x | 1.33x | 200 | 30 % | 20 % | 15 % "
+        "| 99 |",
+        "| m | irpo | bfloat16 | 16 | 4 x 8 x 4 | 150 | 3.00x | 2.00x | 100 | 90 % | 60 % | 45 % "
+        "| 99 |",
+        "| m | vLLM-CPU | bfloat16 | - | 4 x 8 x 4 | 75 | - | 1.00x | 100 | 45 % | 30 % | 22 % "
+        "| 99 |",
     ]
+    assert lines[8] == ""

@@ -164,6 +164,17 @@ def load_model(
     return moved.eval()
 
 
+def load_model_config(name_or_path: str, trust_remote_code: bool = False) -> Any:
+    """The model's transformers config (its layer shapes), without loading its weights."""
+    from transformers import AutoConfig
+
+    path = _checked_path(name_or_path)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise IrpoError(_load_error(name_or_path, "config", e)) from None
+
+
 def load_generation_config(name_or_path: str) -> Any:
     """The model's generation config (EOS ids of chat models live there), or None."""
     from transformers import GenerationConfig

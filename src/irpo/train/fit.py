@@ -98,6 +98,11 @@ class Job:
     prepare: Prepare | None = None
 
 
+TRAIN_PROBE_TOKENS = 256
+"""Tokens per sequence assumed when timing a training step's layer shapes (2 x micro batch
+sequences of about this length: chosen and rejected)."""
+
+
 def fit(
     job: Job,
     model_path: str,
@@ -125,7 +130,12 @@ def fit(
         return TrainResult.from_dict(read_json_dict(tdir.result))
     forget_previous_training()
     accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        mixed_precision=resolve_mixed_precision(
+            cfg.mixed_precision,
+            model_path,
+            rows=2 * cfg.micro_batch_size * TRAIN_PROBE_TOKENS,
+            trust_remote_code=bool(model_cfg and model_cfg.trust_remote_code),
+        ),
         step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, any P
     )
     if not resume and accelerator.is_main_process:

@@ -3,6 +3,7 @@ the accelerate settings that must be chosen before `accelerator.prepare`."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -12,11 +13,30 @@ from irpo.errors import IrpoError
 from irpo.train.plan import BatchPlan
 
 
-def resolve_mixed_precision(setting: str) -> str:
-    """`auto`: bf16 where the GPU supports it, else full precision."""
+def resolve_mixed_precision(
+    setting: str,
+    model_path: str | None = None,
+    *,
+    rows: int = 1024,
+    trust_remote_code: bool = False,
+) -> str:
+    """`auto`: bf16 where the GPU supports it; on a CPU, bf16 autocast where the model's layers
+    at `rows` rows measure faster in bfloat16 (`irpo.precision`); else full precision. The
+    master weights and AdamW stay float32 either way."""
     if setting != "auto":
         return setting
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in (
+        "1",
+        "true",
+    ):
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if model_path is None:
+        return "no"
+    from irpo.models import load_model_config
+    from irpo.precision import cpu_prefers_bf16
+
+    config = load_model_config(model_path, trust_remote_code=trust_remote_code)
+    return "bf16" if cpu_prefers_bf16(config, rows, purpose="training (autocast)") else "no"
 
 
 def forget_previous_training() -> None:
