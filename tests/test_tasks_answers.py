@@ -144,8 +144,8 @@ def test_format_number(value: Fraction, text: str) -> None:
         ("3 + 4 = 7. The answer is 7.", "7"),
         ("The answer is 5. Wait, the answer is 6.", "6"),
         ("\\boxed{12}. The answer is 13.", "12"),  # the box comes first among fall-backs
-        # a marker with nothing usable is not rescued by an earlier box
-        ("\\boxed{12} Final answer:", None),
+        # a marker followed by nothing falls back (flexible; strict: unparsed)
+        ("\\boxed{12} Final answer:", "12"),
         ("Final answer: not sure", None),
         ("I think it is 5", None),
     ],
@@ -155,10 +155,11 @@ def test_extract_number(completion: str, number: str | None) -> None:
     assert (format_number(value) if value is not None else None) == number
 
 
-def test_fallbacks_can_be_switched_off() -> None:
-    assert extract_number("so \\boxed{45}", fallbacks=False) is None
-    assert extract_number("The answer is 7.", fallbacks=False) is None
-    assert extract_number("Final answer: 7", fallbacks=False) == 7
+def test_strict_mode_reads_the_marker_only() -> None:
+    assert extract_number("so \\boxed{45}", mode="strict") is None
+    assert extract_number("The answer is 7.", mode="strict") is None
+    assert extract_number("\\boxed{12} Final answer:", mode="strict") is None
+    assert extract_number("Final answer: 7", mode="strict") == 7
 
 
 def test_answer_is_span_and_unwrap() -> None:

@@ -171,8 +171,8 @@ def test_score(completion: str, answer: str | None, correct: bool) -> None:
     assert (verdict.answer, verdict.correct) == (answer, correct)
 
 
-def test_fallbacks_option() -> None:
+def test_answer_mode_option() -> None:
     assert ArithTask().score("5+3=8. 8-1=7. So \\boxed{7}", PROBLEM).correct
-    strict = ArithTask(fallbacks=False)
+    strict = ArithTask(answer_mode="strict")
     assert strict.score("5+3=8. 8-1=7. So \\boxed{7}", PROBLEM).answer is None
     assert strict.score("Final answer: 7", PROBLEM).correct

@@ -85,7 +85,7 @@ def test_gold_completion_scores_correct() -> None:
         ("Final answer: $18 or $20", None, False),
         ("Janet sells 16 - 3 - 4 = 9 eggs. She makes 9 * 2 = ", None, False),  # clipped
         ("Final answer:", None, False),
-        ("\\boxed{18}\nFinal answer:", None, False),  # clipped after the marker: no guess
+        ("\\boxed{18}\nFinal answer:", "18", True),  # nothing after the marker: fall-back
         ("", None, False),
     ],
 )
@@ -100,7 +100,7 @@ def test_score_janet(completion: str, answer: str | None, correct: bool) -> None
         ("Final answer: 70,000", HOUSE, "70000", True),
         ("Final answer: $70,000", HOUSE, "70000", True),
         ("Final answer: $70000.00", HOUSE, "70000", True),
-        ("Final answer: 70 000", HOUSE, "70", False),
+        ("Final answer: 70 000", HOUSE, "70000", True),  # spaced thousands
         ("Final answer: 7,000", HOUSE, "7000", False),
         ("Final answer: 700,00", HOUSE, None, False),  # not a thousands separator: ambiguous
         ("Final answer: -7", NEGATIVE, "-7", True),
@@ -117,9 +117,12 @@ def test_score_commas_and_negatives(
     assert (verdict.answer, verdict.correct) == (answer, correct)
 
 
-def test_no_fallbacks_option() -> None:
-    task = get_task("gsm8k", fallbacks=False)
+def test_strict_answer_mode_option() -> None:
+    task = get_task("gsm8k", answer_mode="strict")
     assert task.score("So Janet makes \\boxed{18} dollars.", JANET).answer is None
+    assert task.score("\\boxed{18}\nFinal answer:", JANET).answer is None
+    with pytest.raises(IrpoError, match="answer_mode must be one of strict, flexible"):
+        get_task("gsm8k", answer_mode="lenient")
     with pytest.raises(IrpoError, match="unknown option"):
         get_task("gsm8k", prompt="x")
 

@@ -179,7 +179,8 @@ POLY = Problem(id="poly", question="q", answer="x^2+2x+1")
         ("Final answer: 2", BARE, "2", False),  # Math-Verify read the raw gold as 2
         ("Final answer: $c+b+a$", SUM, "c+b+a", True),
         ("Final answer: $a + b$", SUM, "a + b", False),
-        ("The answer is 10.", TEN, None, False),  # no "the answer is" fall-back for math
+        ("The answer is 10.", TEN, "10", True),  # "the answer is" fall-back (MetaMath style)
+        ("The answer is ten.", TEN, None, False),  # prose after "the answer is" is no value
         ("Final answer:", TEN, None, False),
     ],
 )

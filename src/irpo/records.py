@@ -60,11 +60,14 @@ class Verdict:
     """The checked final answer of one completion.
 
     `answer` is the extracted, normalised answer, or None when none could be parsed (which counts
-    as wrong). `correct` is True only when the answer matches the gold answer.
+    as wrong). `correct` is True only when the answer matches the gold answer. `rule` names the
+    extraction rule that found the answer (`irpo.tasks.answers.RULES`: "final_answer", "boxed",
+    ...), None when none did; it is not part of a verdict's equality.
     """
 
     answer: str | None
     correct: bool
+    rule: str | None = field(default=None, compare=False)
 
     @property
     def parsed(self) -> bool:

@@ -8,16 +8,14 @@ sample (paper Sec. 2).
 
 A folder source picks the split's file by name (`ARC-Challenge-Dev.jsonl` for "dev" or
 "validation"). Scoring reads the option named after the last "Final answer:" (rules in
-`irpo.tasks.choices`); the `\\boxed{}` and "the answer is" fall-backs apply only when no marker
-exists at all.
+`irpo.tasks.choices`); under the default `flexible` answer mode, without a marker, the fall-backs
+of `irpo.tasks.answers` ("the correct answer is C", "Answer: C", `\\boxed{C}`, ...).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from irpo.records import Problem, Verdict
-from irpo.tasks.answers import answer_is_span, final_answer_span, find_final_marker, last_boxed
+from irpo.tasks.answers import AnswerMode, candidates
 from irpo.tasks.choices import choice_label
 from irpo.tasks.sources import BadRow, Row, RowTask
 
@@ -29,6 +27,16 @@ INSTRUCTION = (
 """The paper's zero-shot ARC instruction (Pang et al. 2024, Appendix)."""
 
 MIN_CHOICES, MAX_CHOICES = 3, 5
+
+
+def score_choice(completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+    """The option a completion names (the first answer statement that names one) against the key."""
+    choices = problem.choices or ()
+    for candidate in candidates(completion, mode):
+        label = choice_label(candidate.span, choices)
+        if label is not None:
+            return Verdict(label, label == problem.answer, candidate.rule)
+    return Verdict(answer=None, correct=False)
 
 
 def _choices(row: Row) -> tuple[tuple[str, str], ...]:
@@ -92,21 +100,12 @@ class ArcChallengeTask(RowTask):
     )
     parse_row = staticmethod(parse_row)
 
-    def __init__(self, *, fallbacks: bool = True, **options: Any) -> None:
-        super().__init__(**options)
-        self.fallbacks = fallbacks
-
     def prompt(self, problem: Problem) -> str:
         options = "\n".join(f"({label}) {text}" for label, text in problem.choices or ())
         return f"{INSTRUCTION}\n\nQuestion: {problem.question}\n{options}\n\nSolution:"
 
-    def score(self, completion: str, problem: Problem) -> Verdict:
-        choices = problem.choices or ()
-        span = final_answer_span(completion)
-        if span is None and self.fallbacks and find_final_marker(completion) is None:
-            span = last_boxed(completion) or answer_is_span(completion)
-        label = choice_label(span, choices) if span is not None else None
-        return Verdict(answer=label, correct=label is not None and label == problem.answer)
+    def score_as(self, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+        return score_choice(completion, problem, mode)
 
     def audit_gold(self, problem: Problem) -> list[str]:
         labels = [label for label, _ in problem.choices or ()]

@@ -27,7 +27,7 @@ from typing import Any
 
 from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
-from irpo.tasks.answers import extract_number, format_number
+from irpo.tasks.answers import AnswerMode, format_number, locate_number
 from irpo.tasks.base import LoadStats, Task
 
 _OPERATION_WORDS = {"+": "Add {n}.", "-": "Subtract {n}.", "*": "Multiply by {n}."}
@@ -90,8 +90,8 @@ class ArithTask(Task):
         an operand no larger than the running value).
       size: problems per split (default 5000 train, 500 validation, 500 test).
       seed: generation seed (default 0).
-      fallbacks: read a `\\boxed{}` or "the answer is" when there is no "Final answer:" (default
-        True; rules in `irpo.tasks.answers`).
+      answer_mode: `flexible` (default: a `\\boxed{}`, "the answer is", ... when there is no
+        "Final answer:") or `strict` (the marker only); rules in `irpo.tasks.answers`.
     """
 
     name = "arith"
@@ -108,7 +108,6 @@ class ArithTask(Task):
         allow_negative: bool = False,
         size: int | None = None,
         seed: int = 0,
-        fallbacks: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -133,7 +132,6 @@ class ArithTask(Task):
         self.allow_negative = allow_negative
         self.size = size
         self.seed = seed
-        self.fallbacks = fallbacks
 
     # ------------------------------------------------------------------ generation
 
@@ -221,12 +219,12 @@ class ArithTask(Task):
         """Deliberately short (module docstring): every character is a token for the char model."""
         return f"Question: {problem.question}\nSolution: "
 
-    def score(self, completion: str, problem: Problem) -> Verdict:
-        value = extract_number(completion, fallbacks=self.fallbacks)
+    def score_as(self, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+        value, rule = locate_number(completion, mode)
         if value is None:
             return Verdict(answer=None, correct=False)
         answer = format_number(value)
-        return Verdict(answer=answer, correct=answer == problem.answer)
+        return Verdict(answer, answer == problem.answer, rule)
 
     def gold_completion(self, problem: Problem) -> str | None:
         return problem.solution

@@ -12,6 +12,7 @@ from typing import Any
 
 from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
+from irpo.tasks.answers import ANSWER_MODES, DEFAULT_MODE, AnswerMode, check_mode
 
 
 @dataclass
@@ -32,17 +33,26 @@ class Task(ABC):
     """A task with checkable final answers.
 
     Subclasses set `name` and `has_gold_solution`, and implement `load_with_stats`, `prompt` and
-    `score`.
+    `score_as` (the verdict under a given answer mode) or, for a task without modes, `score`.
+
+    Every task takes the option `answer_mode`: `flexible` (default) or `strict`
+    (`irpo.tasks.answers`). `score` uses it, so sampling (the training labels), pairing and
+    evaluation all follow it; evaluation also reports the other mode through `score_as`.
     """
 
     name: str = ""
     has_gold_solution: bool = False
     """True when problems carry gold reasoning that can serve as a winner (GSM8K, MATH, arith)."""
+    answer_mode: AnswerMode = DEFAULT_MODE
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, answer_mode: str = DEFAULT_MODE, **options: Any) -> None:
         """Subclasses take their options as keywords and pass the rest here: leftovers are unknown."""
         if options:
             raise IrpoError(f"task {self.name}: unknown option(s) {', '.join(sorted(options))}")
+        try:
+            self.answer_mode = check_mode(answer_mode)
+        except ValueError as e:
+            raise IrpoError(f"task {self.name}: {e}") from None
 
     @abstractmethod
     def load_with_stats(
@@ -72,12 +82,26 @@ class Task(ABC):
     def prompt(self, problem: Problem) -> str:
         """The paper's prompt for this problem (before any chat template)."""
 
-    @abstractmethod
     def score(self, completion: str, problem: Problem) -> Verdict:
-        """Extract and normalise the final answer of `completion`; compare it with the gold one.
+        """Extract and normalise the final answer of `completion`; compare it with the gold one,
+        under the task's `answer_mode`.
 
         Never raises on any input string; model output is never evaluated as code.
         """
+        return self.score_as(completion, problem, self.answer_mode)
+
+    def score_as(self, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+        """`score` under answer mode `mode` (`strict` or `flexible`).
+
+        A task that overrides only `score` has no modes: it scores the same under both.
+        """
+        if type(self).score is not Task.score:
+            return self.score(completion, problem)
+        raise NotImplementedError(f"task {self.name}: implement score_as (or score)")
+
+    def score_modes(self, completion: str, problem: Problem) -> dict[str, Verdict]:
+        """The verdict under each answer mode, {"strict": ..., "flexible": ...}."""
+        return {mode: self.score_as(completion, problem, mode) for mode in ANSWER_MODES}  # type: ignore[arg-type]
 
     def same_answer(self, first: str, other: str) -> bool:
         """Whether two normalised answers (`Verdict.answer`) state the same answer: how majority

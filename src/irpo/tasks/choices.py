@@ -1,15 +1,17 @@
-"""Multiple-choice answers: which option label a final-answer span names.
+"""Multiple-choice answers: which option label an answer span names.
 
-Accepted, at the start of the span after "Final answer:" (see `irpo.tasks.answers`):
-"C", "(C)", "C)", "[C]", "C. text", "C: text", "C (text)", "C text" (its own option text),
-"**C**", "Option C", "Answer: (C)", and digit labels ("2", "(2)") when the options are labelled
-with digits. A label must be one of the problem's labels. A bare letter followed by other words
-is not a label ("A fold in the rock..." starts with an article), and a lower-case letter counts
-only in brackets ("(c)") or alone. When the label and a quoted option text disagree ("(C) wet palms" where C is another
-text) the label wins: the label is what the prompt asks for.
+Accepted, at the start of the span (after "Final answer:" or a fall-back of
+`irpo.tasks.answers`): "C", "(C)", "C)", "[C]", '"C"', "C. text", "C: text", "C (text)",
+"C text" (its own option text), "**C**", "Option C", "Answer: (C)", "The correct answer is D)",
+"\\text{B. 3 metres}", and digit labels ("2", "(2)") when the options are labelled with digits.
+A label must be one of the problem's labels. A bare letter followed by other words is not a label
+("A fold in the rock..." starts with an article), and a lower-case letter counts only in brackets
+("(c)") or alone. When the label and a quoted option text disagree ("(C) wet palms" where C is
+another text) the label wins: the label is what the prompt asks for.
 
-Fall-back inside the span: a reply that repeats one option's text exactly (case and a trailing
-period ignored) and matches no other option is mapped to that option's label.
+Fall-back inside the span: a reply that is one option's text (after normalisation: case, spacing,
+quotes, markdown and a final period ignored) and matches no other option is mapped to that
+option's label. Texts are compared exactly after that normalisation, never by similarity.
 """
 
 from __future__ import annotations
@@ -17,14 +19,36 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from irpo.tasks.answers import unwrap_answer
+
 _LEADING_WORDS = re.compile(
-    r"^(?:the\s+)?(?:correct\s+)?(?:option|choice|answer)\s*(?:is\b)?\s*:?\s*", re.IGNORECASE
+    r"^(?:(?:so|thus|therefore|hence)\b,?\s*)?(?:the\s+)?(?:(?:correct|right|best|final)\s+)?"
+    r"(?:option|choice|answer)\s*(?:is\b)?"
+    r"(?:\s+(?:for\s+sure|therefore|thus|clearly|definitely|indeed)\b)?\s*[:：]?\s*",
+    re.IGNORECASE,
 )
 _LABEL = re.compile(r"^([\(\[]\s*)?([A-Za-z]|\d{1,2})\s*([\)\]])?")
+_TEXT_WRAPPER = re.compile(r"^\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{(.*)\}$", re.DOTALL)
+_QUOTES = "\"'“”‘’«»"
+_STRIP = " \t\n*_`" + _QUOTES
 
 
 def _normalise_text(text: str) -> str:
-    return " ".join(text.lower().strip().rstrip(".").split())
+    text = text.replace("’", "'").replace("‘", "'")
+    text = text.strip().strip(_STRIP).strip().rstrip(".!").strip().strip(_STRIP)
+    return " ".join(text.lower().split())
+
+
+def _clean(span: str) -> str:
+    """The span without markdown, quotes, math delimiters, `\\text{}` and leading words."""
+    s = span
+    for _ in range(3):
+        s = unwrap_answer(s.strip().strip(_STRIP))
+        inner = _TEXT_WRAPPER.match(s.strip())
+        if inner is not None:
+            s = inner.group(1)
+        s = _LEADING_WORDS.sub("", s.strip().strip(_STRIP)).strip()
+    return s
 
 
 def _label_at_start(s: str, choices: Sequence[tuple[str, str]]) -> str | None:
@@ -46,8 +70,9 @@ def _label_at_start(s: str, choices: Sequence[tuple[str, str]]) -> str | None:
     if label not in texts:
         return None
     # "A fold in the rock..." starts with the article, not the label: after a bare label only
-    # the end, punctuation, a dash, a bracket or the option's own text may follow.
-    if closed or not rest or rest[0] in ".,:;!-–":
+    # the end, punctuation, a dash, a bracket, a closing quote or the option's own text may
+    # follow.
+    if closed or not rest or rest[0] in ".,:;!-–" + _QUOTES:
         return label
     tail = rest.lstrip()
     if tail[:1] in "(-–" or _normalise_text(tail).startswith(_normalise_text(texts[label])):
@@ -57,11 +82,12 @@ def _label_at_start(s: str, choices: Sequence[tuple[str, str]]) -> str | None:
 
 def choice_label(span: str, choices: Sequence[tuple[str, str]]) -> str | None:
     """The label of the option `span` names, or None (rules in the module docstring)."""
-    s = span.strip().strip("*_`").strip()
-    s = _LEADING_WORDS.sub("", s).strip().strip("*_`").strip()
+    s = _clean(span)
     label = _label_at_start(s, choices)
     if label is not None:
         return label
     wanted = _normalise_text(s)
+    if not wanted:
+        return None
     named = [label for label, text in choices if _normalise_text(text) == wanted]
     return named[0] if len(named) == 1 else None

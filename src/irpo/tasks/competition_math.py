@@ -12,10 +12,14 @@ problem + solution text among those with exactly one `\\boxed` and no `[asy]` fi
     train/algebra/79.json, train/counting_and_probability/239.json,
     train/number_theory/723.json, train/prealgebra/2026.json
 
-Scoring: the answer after the last "Final answer:" (unwrapped from `$...$` / `\\boxed{}`); with no
-marker at all, the last `\\boxed{}` (the prompt asks for both). Equal strings after light
-normalisation are correct at once; otherwise Math-Verify decides (`irpo.tasks.math_judge`: a
-wall-clock limit per check, safe in any thread; a check that runs out of time counts as wrong).
+Scoring: the answer after the last "Final answer:" (unwrapped from `$...$` / `\\boxed{}`); under
+the default `flexible` answer mode, with no marker, the fall-backs of `irpo.tasks.answers` (the
+last `\\boxed{}`, which the prompt asks for, "The answer is: X", ...). When the gold answer has
+several parts ("-3, 2"), a group of boxes (`\\boxed{-3} \\text{ and } \\boxed{2}`) is read
+together; a one-part gold takes the last box. Equal strings after light normalisation are correct
+at once; otherwise the parts are compared one by one, exactly where both are exact numbers, and
+by Math-Verify (`irpo.tasks.math_judge`: a wall-clock limit per check, safe in any thread; a
+check that runs out of time counts as wrong).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 
 from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
-from irpo.tasks.answers import final_answer_span, find_final_marker, last_boxed
-from irpo.tasks.math_judge import MathJudge, for_math_verify
+from irpo.tasks.answers import AnswerMode, Candidate, candidates, last_boxed
+from irpo.tasks.math_judge import MathJudge, answer_parts, for_math_verify, has_words
 from irpo.tasks.sources import BadRow, Row, RowTask
 
 INSTRUCTION = (
@@ -56,6 +60,38 @@ def fewshot_examples() -> list[dict[str, str]]:
     text = resources.files("irpo.tasks").joinpath(FEWSHOT_FILE).read_text(encoding="utf-8")
     examples: list[dict[str, str]] = json.loads(text)["examples"]
     return examples
+
+
+def math_answer(candidate: Candidate, several_parts: bool) -> str | None:
+    """The answer a candidate states for a gold with one or several parts; None when it cannot
+    be scored (unbalanced braces: a clipped generation; prose after "the answer is")."""
+    if several_parts and len(candidate.boxes) > 1:
+        span = ", ".join(candidate.boxes)
+    else:
+        span = candidate.span
+    if candidate.rule in ("answer_is", "last_line") and has_words(span):
+        return None  # "the answer is the sum of the roots" states no value
+    if not span or not balanced(span):
+        return None  # a clipped answer ("\\frac{1}{2") is not a guess worth scoring
+    return span
+
+
+def locate_math(completion: str, gold: str, mode: AnswerMode) -> tuple[str | None, str | None]:
+    """(the answer of the first answer statement that can be scored, its rule), or (None, None)."""
+    several_parts = len(answer_parts(gold)) > 1
+    for candidate in candidates(completion, mode):
+        answer = math_answer(candidate, several_parts)
+        if answer is not None:
+            return answer, candidate.rule
+    return None, None
+
+
+def score_math(judge: MathJudge, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+    """The first answer statement that can be scored, judged against the gold answer."""
+    answer, rule = locate_math(completion, problem.answer, mode)
+    if answer is None:
+        return Verdict(answer=None, correct=False)
+    return Verdict(answer, judge.same_answer(problem.answer, answer), rule)
 
 
 def _one_line(answer: str) -> str:
@@ -99,8 +135,8 @@ class MathTask(RowTask):
     """MATH with the paper's 4-shot prompt; answers judged by Math-Verify.
 
     Options: `verify_timeout` (seconds per Math-Verify check, default 5; None runs in the calling
-    thread without a limit), `fallbacks` (default True: the last `\\boxed{}` when there is no
-    "Final answer:" marker).
+    thread without a limit), `answer_mode` (`flexible`, default: the last `\\boxed{}` and the
+    other fall-backs when there is no "Final answer:" marker; `strict`: the marker only).
     """
 
     name = "math"
@@ -111,14 +147,11 @@ class MathTask(RowTask):
     )
     parse_row = staticmethod(parse_row)
 
-    def __init__(
-        self, *, verify_timeout: float | None = 5.0, fallbacks: bool = True, **options: Any
-    ) -> None:
+    def __init__(self, *, verify_timeout: float | None = 5.0, **options: Any) -> None:
         super().__init__(**options)
         if verify_timeout is not None and verify_timeout <= 0:
             raise IrpoError(f"task math: verify_timeout must be positive, got {verify_timeout}")
         self.judge = MathJudge(timeout=verify_timeout)
-        self.fallbacks = fallbacks
 
     @cached_property
     def _prefix(self) -> str:
@@ -131,22 +164,13 @@ class MathTask(RowTask):
     def prompt(self, problem: Problem) -> str:
         return f"{self._prefix}Question: {problem.question}\nSolution:"
 
-    def extract(self, completion: str) -> str | None:
-        """The raw answer a completion gives (after "Final answer:", else its last box); None when
-        there is none or its braces do not balance (a clipped generation)."""
-        span = final_answer_span(completion)
-        if span is None and self.fallbacks and find_final_marker(completion) is None:
-            boxed = last_boxed(completion)
-            span = boxed.strip() if boxed else None
-        if not span or not balanced(span):
-            return None  # a clipped answer ("\\frac{1}{2") is not a guess worth scoring
-        return span
+    def extract(self, completion: str, mode: AnswerMode | None = None) -> str | None:
+        """The raw answer a completion gives for a one-part gold (after "Final answer:", else
+        the fall-backs of the mode); None when there is none or its braces do not balance."""
+        return locate_math(completion, "", mode or self.answer_mode)[0]
 
-    def score(self, completion: str, problem: Problem) -> Verdict:
-        answer = self.extract(completion)
-        if answer is None:
-            return Verdict(answer=None, correct=False)
-        return Verdict(answer=answer, correct=self.judge.same_answer(problem.answer, answer))
+    def score_as(self, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+        return score_math(self.judge, completion, problem, mode)
 
     def same_answer(self, first: str, other: str) -> bool:
         """Math-Verify equivalence ("0.5" and "\\frac{1}{2}" are one majority-vote group)."""
@@ -165,7 +189,7 @@ class MathTask(RowTask):
             issues.append(f"Math-Verify cannot parse the gold answer {problem.answer!r}")
         completion = self.gold_completion(problem)
         if completion is not None:
-            extracted = self.extract(completion)
+            extracted = locate_math(completion, problem.answer, "strict")[0]
             if extracted is None or not self.judge.same_answer(
                 problem.answer, extracted, fast_path=False
             ):

@@ -11,7 +11,8 @@
         solution_field: worked     # optional gold reasoning (a winner when configured)
         choices_field: options     # choice only: a list of texts, or of {label, text}
 
-Answer types share the extraction of the built-in tasks ("Final answer:", last one wins):
+Answer types share the extraction of the built-in tasks ("Final answer:", last one wins; the
+`answer_mode` option, `flexible` or `strict`, as for every task):
 `number` compares numbers exactly (like gsm8k), `exact` compares strings after trimming,
 unwrapping and collapsing spaces (case-insensitive unless `case_sensitive: true`), `choice` reads
 an option label (like arc_challenge; plain lists are labelled A, B, C, ...), `math` uses
@@ -32,17 +33,11 @@ from typing import Any, Literal, get_args
 
 from irpo.errors import IrpoError
 from irpo.records import Problem, Verdict
-from irpo.tasks.answers import (
-    answer_is_span,
-    extract_number,
-    final_answer_span,
-    find_final_marker,
-    format_number,
-    last_boxed,
-    parse_number,
-)
-from irpo.tasks.choices import choice_label
+from irpo.tasks.answers import AnswerMode, candidates, parse_number
+from irpo.tasks.arc_challenge import score_choice
+from irpo.tasks.competition_math import score_math
 from irpo.tasks.gsm8k import PROMPT as ZERO_SHOT_PROMPT
+from irpo.tasks.gsm8k import score_number
 from irpo.tasks.math_judge import MathJudge
 from irpo.tasks.sources import BadRow, Row, RowTask
 
@@ -71,7 +66,6 @@ class CustomTask(RowTask):
         id_field: str = "id",
         prompt_template: str | None = None,
         case_sensitive: bool = False,
-        fallbacks: bool = True,
         verify_timeout: float | None = 5.0,
         **options: Any,
     ) -> None:
@@ -91,7 +85,6 @@ class CustomTask(RowTask):
         if "{question}" not in self.template:
             raise IrpoError("task custom: prompt_template must contain {question}")
         self.case_sensitive = case_sensitive
-        self.fallbacks = fallbacks
         self.has_gold_solution = solution_field is not None
         self.judge = MathJudge(timeout=verify_timeout) if answer_type == "math" else None
 
@@ -144,34 +137,19 @@ class CustomTask(RowTask):
         options = "\n".join(f"({label}) {text}" for label, text in problem.choices or ())
         return self.template.replace("{question}", problem.question).replace("{choices}", options)
 
-    def _span(self, completion: str) -> str | None:
-        span = final_answer_span(completion)
-        if span is None and self.fallbacks and find_final_marker(completion) is None:
-            span = last_boxed(completion)
-            if span is None and self.answer_type != "math":
-                span = answer_is_span(completion)
-        return span
-
-    def score(self, completion: str, problem: Problem) -> Verdict:
+    def score_as(self, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
         if self.answer_type == "number":
-            value = extract_number(completion, fallbacks=self.fallbacks)
-            gold = parse_number(problem.answer)
-            if value is None:
-                return Verdict(answer=None, correct=False)
-            return Verdict(answer=format_number(value), correct=value == gold)
-        span = self._span(completion)
-        if span is None:
-            return Verdict(answer=None, correct=False)
+            return score_number(completion, problem, mode)
         if self.answer_type == "choice":
-            label = choice_label(span, problem.choices or ())
-            return Verdict(answer=label, correct=label is not None and label == problem.answer)
+            return score_choice(completion, problem, mode)
         if self.answer_type == "math":
             assert self.judge is not None
-            return Verdict(answer=span, correct=self.judge.same_answer(problem.answer, span))
-        answer = _collapse(span, self.case_sensitive)
-        return Verdict(
-            answer=answer, correct=answer == _collapse(problem.answer, self.case_sensitive)
-        )
+            return score_math(self.judge, completion, problem, mode)
+        gold = _collapse(problem.answer, self.case_sensitive)
+        for candidate in candidates(completion, mode):
+            answer = _collapse(candidate.span, self.case_sensitive)
+            return Verdict(answer, answer == gold, candidate.rule)
+        return Verdict(answer=None, correct=False)
 
     def gold_completion(self, problem: Problem) -> str | None:
         if problem.solution is None:

@@ -5,17 +5,16 @@ annotations (`<<16-3-4=9>>`) and a last line `#### 18`. The gold answer is the t
 `####` with thousands separators removed ("1,080" -> "1080"). The gold solution (a winner in IRPO
 for GSM8K, paper Sec. 2) is the reasoning without the annotations, ending "Final answer: 18".
 
-Scoring reads the number after the last "Final answer:" (rules and fall-backs in
-`irpo.tasks.answers`) and compares numbers exactly ("18.00" == "18").
+Scoring reads the number after the last "Final answer:" (rules, answer modes and fall-backs,
+"#### 18" among them, in `irpo.tasks.answers`) and compares numbers exactly ("18.00" == "18").
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from irpo.records import Problem, Verdict
-from irpo.tasks.answers import extract_number, format_number, parse_number
+from irpo.tasks.answers import AnswerMode, format_number, locate_number, parse_number
 from irpo.tasks.sources import BadRow, Row, RowTask
 
 PROMPT = (
@@ -27,6 +26,16 @@ PROMPT = (
     "Solution:"
 )
 """The paper's zero-shot GSM8K prompt (Pang et al. 2024, Appendix)."""
+
+
+def score_number(completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+    """The number a completion states against the gold number, compared exactly."""
+    value, rule = locate_number(completion, mode)
+    if value is None:
+        return Verdict(answer=None, correct=False)
+    gold = parse_number(problem.answer)
+    return Verdict(format_number(value), gold is not None and value == gold, rule)
+
 
 _ANNOTATION = re.compile(r"<<[^<>]*>>")
 _GOLD_NUMBER = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
@@ -62,8 +71,8 @@ def parse_row(row: Row, split: str) -> Problem:
 class GSM8KTask(RowTask):
     """GSM8K with the paper's zero-shot prompt; numbers compared exactly.
 
-    Options: `fallbacks` (default True) allows the `\\boxed{}` and "the answer is" fall-backs
-    when a completion has no "Final answer:" marker.
+    Options: `answer_mode` (`flexible`, default: the fall-backs of `irpo.tasks.answers` when a
+    completion has no "Final answer:" marker; `strict`: the marker only).
     """
 
     name = "gsm8k"
@@ -74,19 +83,11 @@ class GSM8KTask(RowTask):
     )
     parse_row = staticmethod(parse_row)
 
-    def __init__(self, *, fallbacks: bool = True, **options: Any) -> None:
-        super().__init__(**options)
-        self.fallbacks = fallbacks
-
     def prompt(self, problem: Problem) -> str:
         return PROMPT.format(question=problem.question)
 
-    def score(self, completion: str, problem: Problem) -> Verdict:
-        value = extract_number(completion, fallbacks=self.fallbacks)
-        if value is None:
-            return Verdict(answer=None, correct=False)
-        gold = parse_number(problem.answer)
-        return Verdict(answer=format_number(value), correct=gold is not None and value == gold)
+    def score_as(self, completion: str, problem: Problem, mode: AnswerMode) -> Verdict:
+        return score_number(completion, problem, mode)
 
     def gold_completion(self, problem: Problem) -> str | None:
         if problem.solution is None:

@@ -7,6 +7,15 @@ request runs past `timeout` seconds (the request then counts as "not equivalent"
 several threads are serialised. With `timeout=None` Math-Verify runs in the calling thread with
 no limit (for debugging).
 
+Before Math-Verify, `MathJudge.same_answer` guards against its known false equalities
+(`MATH_VERIFY_GUARDS` lists each with its test): answers with several parts ("4, 15, and 27",
+`\\boxed{-3} \\text{ and } \\boxed{2}`) are compared part by part, as a set, instead of letting
+Math-Verify read a span with words as text and compare its last numbers; sequences with an
+ellipsis are compared element by element, in order, or not at all; and in the worker, two exact
+numbers (rationals, powers, factorials: `\\frac{1}{3^{40}}`, `1/500!`) are compared exactly before
+Math-Verify's numeric tolerance could call them equal. A labelled answer (`|PQ| = 5`,
+`S_{ABC}:S = 3:8`) is compared by its value when the other side has no label.
+
 Model output is only parsed by Math-Verify's LaTeX / expression parsers, never evaluated as code.
 """
 
@@ -37,6 +46,82 @@ _OPERATOR_SPACES = re.compile(r"\s*([+=]|(?<!\\)-)\s*")
 _BARE_FRAC = re.compile(r"\\([dt]?frac)\s*(\\[A-Za-z]+|[0-9A-Za-z])\s*(\\[A-Za-z]+|[0-9A-Za-z])")
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3})")
 _SPACING = re.compile(r"\\[,;:! ]|\\left|\\right|(?<!\d)\s+|\s+(?!\d)")
+_PART_THOUSANDS = re.compile(r"(?<=\d),\\!\s*(?=\d{3})|(?<=\d)\{,\}(?=\d{3})")
+_PLAIN_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,.])")
+_JOINING_TEXT = re.compile(
+    r"\\(?:text|textrm|mbox|mathrm)\s*\{\s*(?:,\s*)?(?:and|or)?\s*,?\s*\}|\\q?quad\b", re.IGNORECASE
+)
+_JOINING_WORD = re.compile(r"(?:^|(?<=[\s,$}]))(?:and|or)(?=[\s$\\]|$)", re.IGNORECASE)
+_SET_BRACES = re.compile(r"^(?:\\left\s*)?\\\{(.*)(?:\\right\s*)?\\\}$", re.DOTALL)
+_ELLIPSIS = re.compile(r"\\[lc]?dots\b|\\ldotp|\.\.\.|…|\\cdot\s*\\cdot\s*\\cdot")
+_NAME = r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?(?:'|\^\{?\\prime\}?)*(?:\([^()=]*\))?"
+_LABEL = re.compile(rf"^\s*(?:{_NAME}|\|[^|=]+\|)(?:\s*:\s*(?:{_NAME}|\|[^|=]+\|))*\s*$")
+_CACHE_SIZE = 100_000
+
+
+def answer_parts(answer: str) -> list[str]:
+    """The parts of an answer with several: "4, 15, and 27" -> ["4", "15", "27"],
+    "-3 \\text{ or } 2" -> ["-3", "2"], "\\{1, 2\\}" -> ["1", "2"]; one part otherwise.
+
+    Splits at commas, semicolons and the words "and" / "or" outside brackets; a tuple "(1,4)",
+    an interval "[2,5)" and thousands ("10,\\!080", "58,500") stay whole.
+    """
+    s = _PART_THOUSANDS.sub("", answer.strip().strip("$").strip())
+    s = _PLAIN_THOUSANDS.sub(lambda m: m.group().replace(",", ""), s)
+    s = _JOINING_TEXT.sub(",", s)
+    inner = _SET_BRACES.match(s.strip())
+    if inner is not None and _top_level_commas(inner.group(1)):
+        s = inner.group(1)
+    parts, depth, start = [], 0, 0
+    i = 0
+    while i < len(s):
+        char = s[i]
+        if char == "\\":
+            i += 2  # an escaped character ("\\{", "\\,") opens and closes nothing
+            continue
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char in ",;" and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+        elif depth == 0 and (word := _JOINING_WORD.match(s, i)) is not None:
+            parts.append(s[start:i])
+            start = word.end()
+            i = word.end()
+            continue
+        i += 1
+    parts.append(s[start:])
+    cleaned = [part.strip().strip("$").strip() for part in parts]
+    return [part for part in cleaned if part] or [answer.strip()]
+
+
+def _top_level_commas(s: str) -> bool:
+    depth = 0
+    for char in s:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            return True
+    return False
+
+
+def has_words(answer: str) -> bool:
+    """True when an answer has English words outside LaTeX commands and `\\text{}` ("10 vertical
+    asymptotes", "the sum of the roots"); False for "\\text{Devon}", "x^2+1", "LQ"."""
+    return bool(_WORD.search(_LATEX_COMMAND.sub(" ", _TEXT_COMMAND.sub(" ", answer))))
+
+
+def _value_of_label(answer: str) -> str | None:
+    """The value of a labelled answer ("|PQ| = 5" -> "5", "S_{ABC}:S = 3:8" -> "3:8"), or None."""
+    if answer.count("=") != 1 or re.search(r"[<>!\\]=|=[<>]", answer):
+        return None
+    label, value = answer.split("=")
+    return value.strip() if _LABEL.match(label) and value.strip() else None
+
+
+def _is_ellipsis(part: str) -> bool:
+    return not _ELLIPSIS.sub("", part).strip(" ,")
 
 
 def canonical(answer: str) -> str:
@@ -77,6 +162,7 @@ class MathJudge:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
         self._replies: queue.Queue[str | None] = queue.Queue()
+        self._cache: dict[tuple[str, str, bool], bool] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -85,11 +171,75 @@ class MathJudge:
         return self._ask({"op": "verify", "gold": gold, "pred": prediction})
 
     def same_answer(self, gold: str, prediction: str, *, fast_path: bool = True) -> bool:
-        """Whether `prediction` states the `gold` answer: equal after `canonical`, else Math-Verify
-        on `for_math_verify` of both."""
+        """Whether `prediction` states the `gold` answer (the guards in the module docstring, then
+        Math-Verify on `for_math_verify` of both). With `fast_path` (default), strings equal
+        after `canonical` are equal at once. Verdicts are cached."""
+        key = (gold, prediction, fast_path)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._same_answer(gold, prediction, fast_path)
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = cached
+        return cached
+
+    def _same_answer(self, gold: str, prediction: str, fast_path: bool) -> bool:
+        if fast_path and canonical(gold) == canonical(prediction):
+            return True
+        if _ELLIPSIS.search(gold) or _ELLIPSIS.search(prediction):
+            return self._same_sequence(gold, prediction, fast_path)
+        gold_parts, parts = answer_parts(gold), answer_parts(prediction)
+        if len(gold_parts) == 1 and len(parts) == 1:
+            return self._same_part(gold, prediction, fast_path)
+        if len(gold_parts) == len(parts):
+            return self._same_set(gold_parts, parts, fast_path)
+        if has_words(gold) or has_words(prediction):
+            return False  # Math-Verify would read the span with words as text
+        return self._same_part(gold, prediction, fast_path)  # "\\{1\\pm\\sqrt5\\}" vs a list
+
+    def _same_part(self, gold: str, prediction: str, fast_path: bool) -> bool:
+        if fast_path and canonical(gold) == canonical(prediction):
+            return True
+        if "=" not in prediction and (value := _value_of_label(gold)) is not None:
+            gold = value
+        elif "=" not in gold and (value := _value_of_label(prediction)) is not None:
+            prediction = value
         if fast_path and canonical(gold) == canonical(prediction):
             return True
         return self.equivalent(for_math_verify(gold), for_math_verify(prediction))
+
+    def _same_set(self, gold_parts: list[str], parts: list[str], fast_path: bool) -> bool:
+        """Every gold part matched by its own predicted part, in any order."""
+        if len(parts) > 12:  # a long list is compared in order
+            return all(
+                self._same_part(g, p, fast_path) for g, p in zip(gold_parts, parts, strict=True)
+            )
+        unmatched = list(range(len(parts)))
+        # the written order first: most answers list their parts in the gold's order
+        for i, g in enumerate(gold_parts):
+            order = sorted(unmatched, key=lambda j: j != i)
+            match = next((j for j in order if self._same_part(g, parts[j], fast_path)), None)
+            if match is None:
+                return False
+            unmatched.remove(match)
+        return True
+
+    def _same_sequence(self, gold: str, prediction: str, fast_path: bool) -> bool:
+        """Sequences with an ellipsis: the same length, ellipses at the same places and equal
+        terms in order; anything else is not called equal."""
+        gold_parts, parts = answer_parts(gold), answer_parts(prediction)
+        if len(gold_parts) != len(parts) or len(parts) < 2:
+            return False
+        for g, p in zip(gold_parts, parts, strict=True):
+            if _is_ellipsis(g) or _is_ellipsis(p):
+                if not (_is_ellipsis(g) and _is_ellipsis(p)):
+                    return False
+            elif _ELLIPSIS.search(g) or _ELLIPSIS.search(p):
+                if canonical(g) != canonical(p):
+                    return False
+            elif not self._same_part(g, p, fast_path):
+                return False
+        return True
 
     def parses(self, text: str) -> bool:
         """True when Math-Verify turns `text` into a SymPy object."""
