@@ -13,7 +13,8 @@ from irpo.cli.app import PANEL_REPORTS, app, command
 @app.command(rich_help_panel=PANEL_REPORTS)
 @command
 def report(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Write RUN/report/REPORT.md with plots, table.csv and table.json."""
+    """Write RUN/report/REPORT.md with plots, table.csv, table.json and report.html (one
+    self-contained page: plots, pair statistics, a sample of the pairs)."""
     from irpo.report import write_report
 
     typer.echo(str(write_report(run_dir)))
@@ -25,7 +26,8 @@ def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to put side by side.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/compare"),
 ) -> None:
-    """Several runs (e.g. methods from one seed) in one table and one plot."""
+    """Several runs (e.g. methods from one seed) in one table and one plot, and report.html
+    (runs that differ only in `seed` as mean ± standard error over them)."""
     from irpo.report import compare as compare_runs
 
     path = compare_runs(list(run_dirs), out)

@@ -29,7 +29,8 @@ def run(
     """Run every iteration (sample, verify, pair, train, evaluate); resume where it stopped."""
     from irpo.config import load_config
     from irpo.loop import run as run_loop
-    from irpo.report import write_report
+    from irpo.report import seed_gain_sentence, write_report
+    from irpo.rundir import RunDir
 
     cfg = load_config(config, overrides or [])
     out = run_dir or Path("runs") / config.stem
@@ -41,7 +42,9 @@ def run(
         .split("![")[0]
         .strip()
     )
-    typer.echo(f"\nreport: {report}")
+    if gain := seed_gain_sentence(RunDir(out)):
+        typer.echo(f"\n{gain}")
+    typer.echo(f"\nreport: {report} (and {report.with_name('report.html')})")
 
 
 @app.command(rich_help_panel=PANEL_RUN)
