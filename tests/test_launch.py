@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -294,3 +295,65 @@ def test_a_chain_killed_after_training_resumes_to_the_same_results(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "training in" in done.stderr and "is already finished" in done.stderr
     _assert_same_within(finished_run, out, atol=0.0)
+
+
+def test_the_commands_for_several_machines(tmp_path: Path) -> None:
+    srun = ("srun", "--nodes=2", "--ntasks-per-node=1")
+    gpu = LaunchPlan(gpus=8, sampling_workers=8, tensor_parallel_size=1, train_processes=8,
+                     accelerate_config="configs/accelerate/fsdp.yaml", machines=2,
+                     node_launcher=srun, main_process_ip="node-0", main_process_port=29500)  # fmt: skip
+    inner = (
+        f"exec {sys.executable} -m accelerate.commands.launch --config_file "
+        "configs/accelerate/fsdp.yaml --num_machines 2 --num_processes 16 --main_process_ip "
+        'node-0 --main_process_port 29500 --machine_rank "${SLURM_NODEID}" "$@"'
+    )
+    assert train_command(gpu, ["train", "p.jsonl"], tmp_path) == [
+        *srun, "bash", "-c", inner, "irpo-node", "-m", "irpo.cli", "train", "p.jsonl",
+    ]  # fmt: skip
+    launcher = StageLauncher(gpu, tmp_path, None)
+    ev = launcher.eval_step("eval_0", "M0", tmp_path / "eval_0.json")
+    workers = (
+        f"exec {sys.executable} -m torch.distributed.run --nnodes=2 --nproc-per-node=8 "
+        '--master-addr=node-0 --master-port=29501 --node-rank "${SLURM_NODEID}" "$@"'
+    )
+    assert launcher.command([ev])[:7] == [*srun, "bash", "-c", workers, "irpo-node"]
+    assert gpu.sampling_shards == 16  # shard RANK of 2 x 8, RANK counted over both machines
+    # a config for several machines names the launcher that starts them
+    with pytest.raises(IrpoError, match=r"launch\.machines \(2\) needs launch\.node_launcher"):
+        load_config(None, ["launch.mode=processes", "launch.machines=2"])
+    cfg = load_config(None, ["launch.mode=processes", "launch.machines=2",
+                             "launch.node_launcher=[srun, --nodes=2, --ntasks-per-node=1]"])  # fmt: skip
+    plan = LaunchPlan.of(cfg, gpus=8)
+    assert (plan.machines, plan.node_launcher, plan.main_process_ip) == (
+        2,
+        srun,
+        socket.gethostname(),
+    )
+
+
+def test_a_launched_command_that_does_not_see_the_run_directory_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from irpo.cli import main
+    from irpo.launch import RUN_TOKEN, run_check_env, write_run_token
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1 + 1?", "answer": "2"}\n')
+    check = ["check-data", "--task", "custom", "--source", str(data)]
+    token = write_run_token(tmp_path)
+    for key, value in run_check_env(tmp_path, token).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as seen:
+        main(check)
+    assert seen.value.code == 0
+    unseen = tmp_path / "not-mounted"
+    for key, value in run_check_env(unseen, token).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as stopped:
+        main(check)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: host {socket.gethostname()} does not see the run directory {unseen}: cannot "
+        f"read {unseen / RUN_TOKEN} (No such file or directory); the run directory must be on "
+        "a file system that every machine mounts at the same path (docs/DISTRIBUTED.md)\n"
+    )

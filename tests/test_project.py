@@ -16,7 +16,44 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _shipped_configs() -> list[Path]:
-    return sorted(p for p in (ROOT / "configs").glob("*.yaml"))
+    return sorted(
+        [*(ROOT / "configs").glob("*.yaml"), *(ROOT / "configs" / "cluster").glob("*.yaml")]
+    )
+
+
+CLUSTER_SCRIPTS = sorted(
+    p for p in (ROOT / "configs" / "cluster").iterdir() if p.suffix in (".sh", ".sbatch")
+)
+
+
+@pytest.mark.parametrize("path", CLUSTER_SCRIPTS, ids=lambda p: p.name)
+def test_the_cluster_templates_are_valid_bash(path: Path) -> None:
+    import subprocess
+
+    checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_slurm_template_sets_a_valid_launch_section() -> None:
+    """Its `--set` overrides over its default config, with the values SLURM gives (2 nodes)."""
+    text = (ROOT / "configs" / "cluster" / "slurm.sbatch").read_text(encoding="utf-8")
+    config = re.search(r"CONFIG=\$\{CONFIG:-(\S+)\}", text)
+    assert config is not None
+    values = {"$NODES": "2", "$MAIN": "node-0", "$GPUS_PER_NODE": "8"}
+    overrides = []
+    for raw in re.findall(r'--set ("[^"]+"|\S+)', text):
+        item = raw[1:-1] if raw.startswith('"') else raw
+        for name, value in values.items():
+            item = item.replace(f'"{name}"', value).replace(name, value)
+        overrides.append(item)
+    cfg = load_config(ROOT / config.group(1), overrides)
+    assert cfg.launch.mode == "processes"
+    assert (cfg.launch.machines, cfg.launch.main_process_ip, cfg.launch.train_processes) == (
+        2, "node-0", 8,
+    )  # fmt: skip
+    assert cfg.launch.node_launcher == [
+        "srun", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", _shipped_configs(), ids=lambda p: p.name)

@@ -254,9 +254,11 @@ class LaunchConfig(_Section):
     """How the stages of `irpo run` are started (`irpo.launch`); results do not depend on it,
     so a run may change it between invocations."""
 
-    mode: Literal["inline", "processes"] = "inline"
+    mode: Literal["inline", "processes", "ray"] = "inline"
     """`inline`: every stage in the `irpo run` process (CPU, the demo); `processes`: each stage
-    in processes of its own (data-parallel sampling workers, `accelerate launch` training)."""
+    in processes of its own (data-parallel sampling workers, `accelerate launch` training);
+    `ray`: sampling and evaluation on a Ray cluster through Ray Data (the `ray` extra), the
+    reference pass and training as in `processes`."""
     sampling_workers: int | None = Field(default=None, ge=1)
     """Data-parallel sampling and evaluation workers (processes mode); default: one per
     sampling.vllm.tensor_parallel_size GPUs, or 1 without GPUs."""
@@ -266,6 +268,49 @@ class LaunchConfig(_Section):
     accelerate_config: str | None = None
     """accelerate config file for training (configs/accelerate/ddp.yaml, fsdp.yaml, zero3.yaml);
     default: accelerate's (DDP across the processes)."""
+    machines: int = Field(default=1, ge=1)
+    """Machines that train together (accelerate's `--num_machines`); `train_processes` then
+    counts the processes of each machine. More than 1 needs `node_launcher`."""
+    node_launcher: list[str] | None = None
+    """The command that starts one training launcher on every machine (e.g. `[srun,
+    --nodes=2, --ntasks-per-node=1]` inside a SLURM allocation); each reads its machine rank
+    from the variable `machine_rank_env`."""
+    machine_rank_env: str = "SLURM_NODEID"
+    """Environment variable holding a machine's rank (0 .. machines-1) where `node_launcher`
+    starts it."""
+    main_process_ip: str | None = None
+    """Address of machine 0's training process, reachable from every machine; default: the
+    host name of the machine running `irpo run` (which must then be one of the machines)."""
+    main_process_port: int = Field(default=29500, ge=1, le=65535)
+    """Port of machine 0's training process (accelerate's `--main_process_port`)."""
+    ray_address: str | None = None
+    """Ray cluster to join (`auto`, `HOST:6379`, `ray://HOST:10001`); None: the one in
+    RAY_ADDRESS or started on this machine by `ray start`, else a local one for the run."""
+    ray_replicas: int | None = Field(default=None, ge=1)
+    """Model replicas that sample at the same time (Ray Data's actor pool); default: the
+    cluster's GPUs / `ray_tensor_parallel_size`, or 1 on a cluster without GPUs."""
+    ray_tensor_parallel_size: int | None = Field(default=None, ge=1)
+    """GPUs of each replica: vLLM's tensor parallelism inside it; default:
+    sampling.vllm.tensor_parallel_size, else 1. The transformers engine uses 1 GPU."""
+    ray_cpus_per_replica: float = Field(default=1.0, gt=0.0)
+    """CPU cores Ray reserves for each replica (on CPUs, the transformers engine's threads)."""
+    ray_batch_questions: int = Field(default=16, ge=1)
+    """Questions per Ray Data batch: what a replica gets at a time, and redoes when lost."""
+    ray_max_restarts: int = Field(default=3, ge=-1)
+    """Times a lost replica is restarted (its batch redone) before the stage fails with the
+    replica's error; -1: without limit."""
+
+    @model_validator(mode="after")
+    def _machines(self) -> LaunchConfig:
+        if self.machines > 1 and self.node_launcher is None:
+            raise ValueError(
+                f"launch.machines ({self.machines}) needs launch.node_launcher, the command "
+                "that starts the training launcher on every machine (e.g. [srun, "
+                f"--nodes={self.machines}, --ntasks-per-node=1])"
+            )
+        if self.machines > 1 and self.mode == "inline":
+            raise ValueError("launch.machines > 1 needs launch.mode: processes or ray")
+        return self
 
 
 Tracker = Literal["jsonl", "wandb", "tensorboard", "mlflow"]

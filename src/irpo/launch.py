@@ -25,7 +25,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import secrets
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,7 +57,19 @@ class LaunchPlan:
     sampling_workers: int
     tensor_parallel_size: int
     train_processes: int
+    """Training processes of each machine."""
     accelerate_config: str | None
+    machines: int = 1
+    """Machines that train together; more than 1: `node_launcher` starts one launcher on each."""
+    node_launcher: tuple[str, ...] = ()
+    machine_rank_env: str = "SLURM_NODEID"
+    main_process_ip: str = "127.0.0.1"
+    main_process_port: int = 29500
+
+    @property
+    def sampling_shards(self) -> int:
+        """Shard files of a sampling or evaluation pass: one per worker of every machine."""
+        return self.machines * self.sampling_workers
 
     @classmethod
     def of(cls, config: RunConfig, gpus: int | None = None, cpus: int | None = None) -> LaunchPlan:
@@ -87,7 +102,18 @@ class LaunchPlan:
                     )
         if launch.accelerate_config is not None and not Path(launch.accelerate_config).is_file():
             raise IrpoError(f"launch.accelerate_config: {launch.accelerate_config} not found")
-        return cls(gpus, workers, tp, train, launch.accelerate_config)
+        return cls(
+            gpus,
+            workers,
+            tp,
+            train,
+            launch.accelerate_config,
+            machines=launch.machines,
+            node_launcher=tuple(launch.node_launcher or ()),
+            machine_rank_env=launch.machine_rank_env,
+            main_process_ip=launch.main_process_ip or socket.gethostname(),
+            main_process_port=launch.main_process_port,
+        )
 
 
 def visible_gpus() -> int:
@@ -125,7 +151,10 @@ def workers_command(nproc: int, args: Sequence[str], log_dir: Path) -> list[str]
 
 def train_command(plan: LaunchPlan, args: Sequence[str], log_dir: Path) -> list[str]:
     """`accelerate launch` on GPUs; on CPUs torchrun with accelerate's CPU flag (gloo). One
-    process with accelerate's defaults is started directly (accelerate needs no launcher then)."""
+    process with accelerate's defaults is started directly (accelerate needs no launcher then).
+    Several machines: `machines_command`."""
+    if plan.machines > 1:
+        return machines_command(plan, args)
     if plan.train_processes == 1 and plan.accelerate_config is None:
         return [sys.executable, *cli(*args)]
     if plan.gpus:
@@ -139,6 +168,49 @@ def train_command(plan: LaunchPlan, args: Sequence[str], log_dir: Path) -> list[
     return workers_command(plan.train_processes, args, log_dir)
 
 
+def machines_command(plan: LaunchPlan, args: Sequence[str]) -> list[str]:
+    """Training on several machines: on each, `accelerate launch --num_machines N
+    --machine_rank R --main_process_ip ...` with `train_processes` processes (on GPUs), or
+    torchrun `--nnodes N --node-rank R` with accelerate's CPU flag (without GPUs)."""
+    n, per = plan.machines, plan.train_processes
+    if not plan.gpus:
+        return _on_every_machine(plan, _torchrun_nodes(plan, per, plan.main_process_port), args)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch"]
+    if plan.accelerate_config is not None:
+        launcher += ["--config_file", plan.accelerate_config]
+    launcher += [
+        "--num_machines", str(n), "--num_processes", str(n * per),
+        "--main_process_ip", plan.main_process_ip,
+        "--main_process_port", str(plan.main_process_port),
+    ]  # fmt: skip
+    if plan.accelerate_config is None:
+        launcher += ["--multi_gpu"]
+    return _on_every_machine(plan, [*launcher, "--machine_rank"], args)
+
+
+def machines_workers_command(plan: LaunchPlan, args: Sequence[str]) -> list[str]:
+    """Sampling workers on several machines: torchrun `--nnodes N --node-rank R` on each, with
+    `sampling_workers` workers per machine; worker RANK takes shard RANK of N x workers."""
+    port = plan.main_process_port + 1  # not the port the last training used
+    return _on_every_machine(plan, _torchrun_nodes(plan, plan.sampling_workers, port), args)
+
+
+def _torchrun_nodes(plan: LaunchPlan, per: int, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", f"--nnodes={plan.machines}",
+        f"--nproc-per-node={per}", f"--master-addr={plan.main_process_ip}",
+        f"--master-port={port}", "--node-rank",
+    ]  # fmt: skip
+
+
+def _on_every_machine(plan: LaunchPlan, launcher: Sequence[str], args: Sequence[str]) -> list[str]:
+    """`node_launcher` (e.g. `srun --nodes=N --ntasks-per-node=1`) running `launcher` on every
+    machine, followed by the machine's rank (read there, from `machine_rank_env`) and the
+    `irpo` command."""
+    inner = f'exec {shlex.join(launcher)} "${{{plan.machine_rank_env}}}" "$@"'
+    return [*plan.node_launcher, "bash", "-c", inner, "irpo-node", *cli(*args)]
+
+
 def run_processes(
     stage: str,
     cmd: Sequence[str],
@@ -146,14 +218,19 @@ def run_processes(
     *,
     cpu: bool = False,
     keep_fds: Sequence[int] = (),
+    run_check: dict[str, str] | None = None,
 ) -> None:
     """Run a launcher to its end; a failure raises with the failing worker's last lines.
+
+    `run_check` (`run_check_env`) makes every launched command check first that its machine
+    sees the run directory.
 
     A stop asked of the driver (SIGTERM, SIGINT) is passed on to the launcher, which passes it
     to its workers; they stop at their next safe point and the stage raises `Preempted`.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "IRPO_LAUNCHED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run_check = run_check or {}
+    env = {**os.environ, "IRPO_LAUNCHED": "1", "TOKENIZERS_PARALLELISM": "false", **run_check}
     if cpu:
         env["ACCELERATE_USE_CPU"] = "true"
     log.info("stage %s: %s", stage, " ".join(cmd))
@@ -203,6 +280,56 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass  # not Linux: the launcher outlives a killed driver, as it would elsewhere
+
+
+# --------------------------------------------------------------------------- the shared run directory
+
+RUN_TOKEN = "run.token"
+"""A file the driver writes in the run directory at start; every worker reads it back."""
+RUN_DIR_ENV = "IRPO_RUN_DIR"
+RUN_TOKEN_ENV = "IRPO_RUN_TOKEN"
+
+
+def write_run_token(run_root: Path) -> str:
+    """Write a new token (host, process, random) into RUN/run.token; return it."""
+    token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+    (run_root / RUN_TOKEN).write_text(token + "\n", encoding="utf-8")
+    return token
+
+
+def run_check_env(run_root: Path, token: str) -> dict[str, str]:
+    """The environment that makes a launched `irpo` command check the run directory first."""
+    return {RUN_DIR_ENV: str(run_root), RUN_TOKEN_ENV: token}
+
+
+def check_run_dir(run_root: str | Path, token: str) -> None:
+    """In a worker: raise, naming this host and the path, unless it sees the run directory the
+    driver wrote (the same token, so not another folder of the same name on a local disk)."""
+    path = Path(run_root) / RUN_TOKEN
+    host = socket.gethostname()
+    where = (
+        "; the run directory must be on a file system that every machine mounts at the same "
+        "path (docs/DISTRIBUTED.md)"
+    )
+    try:
+        seen = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise IrpoError(
+            f"host {host} does not see the run directory {run_root}: cannot read {path} "
+            f"({e.strerror}){where}"
+        ) from None
+    if seen != token:
+        raise IrpoError(
+            f"host {host} sees another run directory at {run_root}: {path} holds {seen!r}, "
+            f"not the driver's {token!r}{where}"
+        )
+
+
+def check_run_dir_from_env() -> None:
+    """In a launched command: the check of `check_run_dir`, when the driver asked for it."""
+    root = os.environ.get(RUN_DIR_ENV)
+    if root is not None:
+        check_run_dir(root, os.environ.get(RUN_TOKEN_ENV, ""))
 
 
 # --------------------------------------------------------------------------- in a worker
@@ -274,11 +401,23 @@ class StageLauncher:
     starts at the first stage not recorded.
     """
 
-    def __init__(self, plan: LaunchPlan, run_root: Path, lock_fd: int | None) -> None:
+    def __init__(
+        self,
+        plan: LaunchPlan,
+        run_root: Path,
+        lock_fd: int | None,
+        *,
+        token: str | None = None,
+        sampling_elsewhere: bool = False,
+    ) -> None:
         self.plan = plan
         self.root = run_root
         self.config = str(run_root / "config.yaml")
         self.keep_fds = () if lock_fd is None else (lock_fd,)
+        self.run_check = {} if token is None else run_check_env(run_root, token)
+        """Every launched command first checks that it sees the run directory."""
+        self.sampling_elsewhere = sampling_elsewhere
+        """Sampling and evaluation do not run in launched processes (`launch.mode: ray`)."""
 
     def _logs(self, stage: str) -> Path:
         return self.root / "logs" / stage.replace("/", "-")
@@ -320,11 +459,12 @@ class StageLauncher:
     @property
     def _direct_training(self) -> bool:
         """Training is one process started directly (no launcher, no process group)."""
-        return self.plan.train_processes == 1 and self.plan.accelerate_config is None
+        plan = self.plan
+        return plan.machines == 1 and plan.train_processes == 1 and plan.accelerate_config is None
 
     def joins(self, first: Step, then: Step) -> bool:
         """Whether `then` can run in the processes that run `first`, right after it."""
-        if then.after_driver:
+        if then.after_driver or (self.sampling_elsewhere and "workers" in (first.kind, then.kind)):
             return False
         if (first.kind, then.kind) == ("workers", "workers"):
             return True
@@ -349,6 +489,8 @@ class StageLauncher:
             return train_command(self.plan, args, logs)
         if launched:
             return [sys.executable, *cli(*args)]
+        if self.plan.machines > 1:
+            return machines_workers_command(self.plan, args)
         return workers_command(self.plan.sampling_workers, args, logs)
 
     def launch(self, steps: Sequence[Step]) -> None:
@@ -360,4 +502,5 @@ class StageLauncher:
             self._logs(steps[0].stage),
             cpu="train" in {s.kind for s in steps} and not self.plan.gpus,
             keep_fds=self.keep_fds,
+            run_check=self.run_check,
         )

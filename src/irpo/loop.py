@@ -26,7 +26,7 @@ from typing import Any
 from irpo import preemption
 from irpo.config import SCRATCH, RunConfig
 from irpo.errors import IrpoError
-from irpo.launch import LaunchPlan, StageLauncher, Step
+from irpo.launch import LaunchPlan, StageLauncher, Step, write_run_token
 from irpo.methods import Method, get_method
 from irpo.pair_stage import gold_tokens, pair_samples, prompt_tokens, write_pairs
 from irpo.records import (
@@ -75,7 +75,11 @@ class Pipeline:
         self.task: Task = get_task(config.task.name, **config.task.options)
         self.method: Method = get_method(config.loop.method)
         self.launcher: StageLauncher | None = None
-        """Set when stages run in processes of their own (`launch.mode: processes`)."""
+        """Set when stages run in processes of their own (`launch.mode: processes` or `ray`)."""
+        self.run_token: str | None = None
+        """What the driver wrote in RUN/run.token, which every worker reads back."""
+        self.on_ray = config.launch.mode == "ray"
+        """Sampling and evaluation on a Ray cluster (`irpo.sampling.ray_data`)."""
         self._stage_name = "start"
         """The stage running now (named by write errors)."""
         self._launched: set[str] = set()
@@ -125,10 +129,8 @@ class Pipeline:
         with preemption.graceful_stop(), self.run.writer_lock():
             try:
                 self.run.init(self.config, allow_config_change=self.allow_config_change)
-                if self.config.launch.mode == "processes":
-                    plan = LaunchPlan.of(self.config)  # refused here, before anything runs
-                    log.info("launching stages in processes: %s", plan)
-                    self.launcher = StageLauncher(plan, self.run.root, self.run.lock_fd)
+                if self.config.launch.mode != "inline":
+                    self._start_launcher()
                 return self._execute()
             except OSError as e:
                 if e.errno not in _WRITE_ERRORS:
@@ -140,6 +142,32 @@ class Pipeline:
                 ) from e
             finally:
                 self.trackers.finish()
+
+    def _start_launcher(self) -> None:
+        """The launch plan (refused here, before anything runs), the run's token, and on Ray
+        every node's check that it sees the run directory."""
+        plan = LaunchPlan.of(self.config)
+        log.info("launching stages in processes: %s", plan)
+        self.run_token = write_run_token(self.run.root)
+        if self.on_ray:
+            from irpo.sampling.ray_data import check_nodes, connect
+
+            connect(self.config)
+            hosts = check_nodes(self.run.root, self.run_token)
+            log.info("Ray cluster: %d nodes see %s (%s)", len(hosts), self.run.root, hosts)
+        self.launcher = StageLauncher(
+            plan,
+            self.run.root,
+            self.run.lock_fd,
+            token=self.run_token,
+            sampling_elsewhere=self.on_ray,
+        )
+
+    def _ray_engine(self, t: int) -> Any:
+        from irpo.sampling.ray_data import RayEngine
+
+        assert self.run_token is not None
+        return RayEngine(self.config, self.model_path(t), self.run.root, self.run_token)
 
     def _begin(self, stage: str) -> bool:
         """False when `stage` is done (its outputs checked); else True, once no stop is asked."""
@@ -256,11 +284,12 @@ class Pipeline:
             eval_settings,
             evaluate_files,
             evaluate_model,
+            sample_for_eval,
         )
 
         cfg = self.config
+        passes = int(cfg.eval.greedy) + int(cfg.eval.maj_k > 0)
         if self.launcher is None:
-            passes = int(cfg.eval.greedy) + int(cfg.eval.maj_k > 0)
             return evaluate_model(
                 self._engine(t),
                 self.task,
@@ -272,10 +301,25 @@ class Pipeline:
                 out_path=path,
                 progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
             )
-        from irpo.sampling.shards import merge_into
+        from irpo.sampling.shards import Shard, merge_into
 
-        self._launch("eval", t)
-        workers = self.launcher.plan.sampling_workers
+        if self.on_ray:  # the driver draws through the cluster into one shard file
+            workers = 1
+            sample_for_eval(
+                self._ray_engine(t),
+                self.task,
+                self.eval_problems,
+                cfg.eval,
+                path,
+                seed=cfg.seed,
+                max_new_tokens=cfg.eval_max_new_tokens,
+                stop_at_final_answer=cfg.sampling.stop_at_final_answer,
+                shard=Shard(0, 1),
+                progress=self._sampling_progress(f"eval M_{t}", passes * len(self.eval_problems)),
+            )
+        else:
+            self._launch("eval", t)
+            workers = self.launcher.plan.sampling_shards
         paths = eval_sample_paths(path)
         for name, wanted in (("greedy", cfg.eval.greedy), ("sampled", cfg.eval.maj_k > 0)):
             if wanted:
@@ -294,13 +338,27 @@ class Pipeline:
         if not self._begin(stage):
             return
         from irpo.sampling import SampleStats, check_samples, sample_problems
-        from irpo.sampling.shards import merge_into
+        from irpo.sampling.shards import Shard, merge_into, shard_path
 
         it = self.run.iteration(t)
         params = self.config.sampling.params_for(t, seed=self.config.seed)
-        if self.launcher is not None:
+        progress = self._sampling_progress(f"iter {t} sample", len(self.train_problems))
+        if self.on_ray:  # the driver draws through the cluster into one shard file
+            one = Shard(0, 1)
+            stats = sample_problems(
+                self._ray_engine(t),
+                self.task,
+                self.train_problems,
+                params,
+                shard_path(it.samples, one),
+                shard=one,
+                stats_path=it.sample_stats,
+                progress=progress,
+            )
+            merge_into(it.samples, 1, self.train_problems)
+        elif self.launcher is not None:
             self._launch("sample", t)
-            workers = self.launcher.plan.sampling_workers
+            workers = self.launcher.plan.sampling_shards
             merged = merge_into(it.samples, workers, self.train_problems)
             stats = SampleStats.of_samples(merged, params.num_samples)
             write_json(it.sample_stats, stats.to_dict())
@@ -312,7 +370,7 @@ class Pipeline:
                 params,
                 it.samples,
                 stats_path=it.sample_stats,
-                progress=self._sampling_progress(f"iter {t} sample", len(self.train_problems)),
+                progress=progress,
             )
         check_samples(it.samples, self.train_problems, params.num_samples)
         self._log("sample", t, {"temperature": params.temperature, **stats.summary()})

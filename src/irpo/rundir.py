@@ -5,6 +5,8 @@
       manifest.json          every finished stage: {"iter_0/sample": {"status": "done",
                              "outputs": {"iter_0/samples.jsonl": {"size": ..., "sha256": ...}}}}
       run.lock               held (flock) by the one process writing the run; who holds it
+      run.token              written by the driver at start; every worker reads it back
+                             (the shared file system check, irpo.launch.check_run_dir)
       metrics.jsonl          every metric row (stage summaries and training steps)
       seed/                  the seed model M_0 when the run builds it (demo)
       evals/model_<t>.json   evaluation of M_t (M_0 is the seed)

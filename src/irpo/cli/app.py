@@ -54,12 +54,16 @@ def setup_logging(verbose: bool = False) -> None:
 
 def command(func: F) -> F:
     """Turn IrpoError into a one-line message and exit status 2 (no traceback); stop at a safe
-    point on SIGTERM or SIGINT with exit status 75 (`irpo.preemption`)."""
+    point on SIGTERM or SIGINT with exit status 75 (`irpo.preemption`). A command that `irpo
+    run` launched first checks that its machine sees the run directory."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from irpo.launch import check_run_dir_from_env
+
         setup_logging()
         try:
+            check_run_dir_from_env()
             with preemption.graceful_stop():
                 return func(*args, **kwargs)
         except IrpoError as e:

@@ -5,7 +5,8 @@
 
 `irpo.sampling.engine` is the interface, `irpo.sampling.transformers_engine` the transformers
 engine (CPU and GPU), `irpo.sampling.vllm` the vLLM one (GPU, optional), `irpo.sampling.stage` the
-stage. Importing this package does not import torch, transformers or vLLM.
+stage, `irpo.sampling.ray_data` an engine whose replicas run on a Ray cluster (optional).
+Importing this package does not import torch, transformers, vLLM or Ray.
 """
 
 from __future__ import annotations
