@@ -19,8 +19,9 @@ ones, and a rerun after a lost machine draws only the questions missing from the
   sequence seed, as `irpo.sampling.vllm` sends them), already tokenized; Ray Data LLM's chat
   template, tokenizer and detokenizer stages are off (irpo encodes and decodes).
 
-Every replica first checks that its machine sees the run directory (`irpo.launch
-.check_run_dir`); the driver also checks every node of the cluster before the first stage.
+The driver checks that every node of the cluster sees the run directory (`irpo.launch
+.check_run_dir`, a task pinned to each node) before the first stage and before each vLLM pass;
+every transformers replica checks it too before it loads the model.
 """
 
 from __future__ import annotations
@@ -232,6 +233,10 @@ class RayEngine(TokenizerSide):
             "trust_remote_code": cfg.model.trust_remote_code,
         }
         per_question = max(1, len(rows) // len(requests))
+        on_cpus: dict[str, Any] = {}  # Ray Data LLM reserves a GPU per engine worker otherwise
+        if not self.ray.cluster_resources().get("GPU", 0):  # (vLLM's CPU build)
+            cpus = cfg.launch.ray_cpus_per_replica
+            on_cpus = {"placement_group_config": {"bundle_per_worker": {"CPU": cpus}}}
         processor = build_processor(
             vLLMEngineProcessorConfig(
                 model_source=self.model_path,
@@ -241,13 +246,13 @@ class RayEngine(TokenizerSide):
                 chat_template_stage=False,
                 tokenize_stage=False,
                 detokenize_stage=False,
+                **on_cpus,
             ),
             preprocess=_vllm_request,
             postprocess=_vllm_result,
         )
-        ds = ray.data.from_items(rows).map_batches(
-            _CheckRunDir, fn_constructor_kwargs={"run_root": self.run_root, "token": self.token}
-        )
+        check_nodes(self.run_root, self.token)  # the nodes of now (an autoscaled cluster grows)
+        ds = ray.data.from_items(rows)
         pending: dict[str, dict[int, Completion]] = {}
         wanted = {r.key: r.num_samples for r in requests}
         for row in processor(ds).iter_rows():
@@ -301,18 +306,6 @@ def _vllm_request(row: dict[str, Any]) -> dict[str, Any]:
 
 def _vllm_result(row: dict[str, Any]) -> dict[str, Any]:
     return {"key": row["key"], "index": row["index"], "token_ids": list(row["generated_tokens"])}
-
-
-class _CheckRunDir:
-    """A pass-through stage whose workers first check that they see the run directory."""
-
-    def __init__(self, run_root: str, token: str) -> None:
-        from irpo.launch import check_run_dir
-
-        check_run_dir(run_root, token)
-
-    def __call__(self, batch: Any) -> Any:
-        return batch
 
 
 class TransformersReplica:
