@@ -345,3 +345,18 @@ def test_compare_html_groups_runs_that_differ_only_in_seed(tmp_path: Path) -> No
     assert len(embedded_pngs(page.images)) == 1 + 3 * 2
     assert page.pair_rows == [2, 2]
     assert (tmp_path / "cmp" / "COMPARE.md").read_text().startswith("# Comparison")
+
+
+def test_both_answer_modes_are_columns(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "irpo", [0.30, 0.45])
+    ev = json.loads(run.eval_path(1).read_text())
+    ev["modes"] = {
+        "strict": {"greedy_accuracy": 0.25, "parse_failure_rate": 0.5},
+        "flexible": {"greedy_accuracy": 0.45, "parse_failure_rate": 0.1},
+    }
+    write_json(run.eval_path(1), ev)
+    rows = run_table(run)
+    assert [(r.strict_greedy, r.flexible_greedy) for r in rows] == [(None, None), (25.0, 45.0)]
+    text = write_report(run.root).read_text()
+    assert "| parse fail % | trained on | strict greedy % | flexible greedy % |" in text
+    assert "| iter 1 | 45.0 | 50.0 | 65.0 | 1.0 | 100 | 25.0 | 45.0 |" in text

@@ -51,7 +51,10 @@ class TaskConfig(_Section):
     skip_bad_rows: bool = False
     """Skip (and count) rows without a question or answer instead of failing."""
     options: dict[str, Any] = Field(default_factory=dict)
-    """Task-specific options (arith difficulty knobs; custom task answer type and field names)."""
+    """Task options: `answer_mode` for every task (`flexible`, default: the "Final answer:" marker,
+    then the documented fall-backs; `strict`: the marker only; it labels samples for training and
+    pairing and heads the eval metrics, which report both), arith difficulty knobs, custom task
+    answer type and field names (docs/TASKS.md)."""
 
 
 class ModelConfig(_Section):

@@ -13,13 +13,21 @@ grouped by the task's `same_answer`: equal normalised strings for the numeric ta
 Math-Verify equivalence for MATH, so "0.5" and "\\frac{1}{2}" are one vote group there. A
 group is named by its first answer (lowest sample index), and each new answer joins the first
 group whose name it equals.
+
+Answer modes: the headline metrics use the verdicts stored with the samples (the task's
+`answer_mode`, the rule that also labels training pairs). `evaluate_files` re-scores the same
+samples under both modes (`strict`: the "Final answer:" marker only; `flexible`: the marker,
+then the fall-backs of `irpo.tasks.answers`) and reports each mode's accuracies and the counts
+per extraction rule in `EvalResult.modes`, as lm-eval reports strict match and flexible extract;
+each question's `greedy_rule` and `by_mode` say which rule found its answer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +100,11 @@ class QuestionResult:
     num_unparseable: int | None = None
     answers: dict[str, int] | None = None
     """Votes per answer group (named by its first answer), in order of first vote."""
+    greedy_rule: str | None = None
+    """The extraction rule that found the greedy answer under the task's answer mode."""
+    by_mode: dict[str, dict[str, Any]] | None = None
+    """Per answer mode: greedy_answer, greedy_correct, greedy_rule, and for sampled passes
+    maj_correct, num_correct, num_unparseable."""
 
 
 def score_question(
@@ -136,6 +149,11 @@ class EvalResult:
     sampled_parse_failure_rate: float | None
     per_question: list[QuestionResult] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    answer_mode: str | None = None
+    """The task's answer mode, that of the headline metrics."""
+    modes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per answer mode: greedy/maj/pass accuracy, parse failure rate and `rules` (scored samples
+    per extraction rule, "unparsed" for none)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -335,18 +353,94 @@ def evaluate_files(
     result = evaluate_samples(
         problems, greedy, sampled, eval_cfg.maj_k, settings, same_answer=task.same_answer
     )
+    add_modes(result, task, problems, greedy, sampled, eval_cfg.maj_k)
     if write:
         write_json(base, result.to_dict())
     log.info(
-        "eval: greedy %s, maj@%d %s, pass@%d %s, parse failures %s",
+        "eval (%s): greedy %s, maj@%d %s, pass@%d %s, parse failures %s; strict greedy %s, "
+        "flexible greedy %s",
+        result.answer_mode,
         _pct(result.greedy_accuracy),
         result.k,
         _pct(result.maj_accuracy),
         result.k,
         _pct(result.pass_accuracy),
         _pct(result.parse_failure_rate),
+        _pct(result.modes.get("strict", {}).get("greedy_accuracy")),
+        _pct(result.modes.get("flexible", {}).get("greedy_accuracy")),
     )
     return result
+
+
+def rescored(
+    task: Task, problems: Sequence[Problem], samples: Sequence[Sample]
+) -> dict[str, tuple[list[Sample], list[str | None]]]:
+    """Per answer mode: the samples with that mode's verdicts, and the rule of each verdict."""
+    from irpo.tasks.answers import ANSWER_MODES
+
+    by_id = {p.id: p for p in problems}
+    out: dict[str, tuple[list[Sample], list[str | None]]] = {m: ([], []) for m in ANSWER_MODES}
+    for s in samples:
+        problem = by_id.get(s.problem_id)
+        if problem is None:
+            continue
+        for mode, verdict in task.score_modes(s.text, problem).items():
+            out[mode][0].append(replace(s, answer=verdict.answer, correct=verdict.correct))
+            out[mode][1].append(verdict.rule if verdict.answer is not None else None)
+    return out
+
+
+def add_modes(
+    result: EvalResult,
+    task: Task,
+    problems: Sequence[Problem],
+    greedy: Sequence[Sample] | None,
+    sampled: Sequence[Sample] | None,
+    k: int,
+) -> None:
+    """Fill `result.answer_mode`, `result.modes` and each question's `greedy_rule` / `by_mode`
+    by re-scoring the samples under both answer modes (module docstring)."""
+    greedy_modes = rescored(task, problems, greedy or ())
+    sampled_modes = rescored(task, problems, sampled or ())
+    result.answer_mode = task.answer_mode
+    per_mode: dict[str, dict[str, QuestionResult]] = {}
+    rule_of: dict[str, dict[str, str | None]] = {}
+    for mode in greedy_modes:
+        g_samples, g_rules = greedy_modes[mode]
+        s_samples, s_rules = sampled_modes[mode]
+        mode_result = evaluate_samples(
+            problems,
+            g_samples if greedy is not None else None,
+            s_samples if sampled is not None else None,
+            k,
+            same_answer=task.same_answer,
+        )
+        rules = Counter(rule or "unparsed" for rule in [*g_rules, *s_rules])
+        result.modes[mode] = {
+            "greedy_accuracy": mode_result.greedy_accuracy,
+            "maj_accuracy": mode_result.maj_accuracy,
+            "pass_accuracy": mode_result.pass_accuracy,
+            "parse_failure_rate": mode_result.parse_failure_rate,
+            "rules": dict(rules.most_common()),
+        }
+        per_mode[mode] = {q.problem_id: q for q in mode_result.per_question}
+        rule_of[mode] = {s.problem_id: r for s, r in zip(g_samples, g_rules, strict=True)}
+    keys = ("greedy_answer", "greedy_correct", "maj_correct", "num_correct", "num_unparseable")
+    result.per_question = [
+        replace(
+            q,
+            greedy_rule=rule_of[task.answer_mode].get(q.problem_id),
+            by_mode={
+                mode: {
+                    **{key: getattr(per_mode[mode][q.problem_id], key) for key in keys},
+                    "greedy_rule": rule_of[mode].get(q.problem_id),
+                }
+                for mode in per_mode
+                if q.problem_id in per_mode[mode]
+            },
+        )
+        for q in result.per_question
+    ]
 
 
 def _pct(x: float | None) -> str:

@@ -41,6 +41,10 @@ class Row:
     mixed: int | None
     all_wrong: int | None
     train_examples: int | None
+    strict_greedy: float | None = None
+    """Greedy accuracy under the `strict` answer mode (the "Final answer:" marker only)."""
+    flexible_greedy: float | None = None
+    """Greedy accuracy under the `flexible` answer mode (the marker, then the fall-backs)."""
 
 
 def _pct(x: Any) -> float | None:
@@ -78,6 +82,10 @@ def run_table(run: RunDir) -> list[Row]:
                 mixed=stats.get("mixed"),
                 all_wrong=stats.get("all_wrong"),
                 train_examples=examples,
+                strict_greedy=_pct(ev.get("modes", {}).get("strict", {}).get("greedy_accuracy")),
+                flexible_greedy=_pct(
+                    ev.get("modes", {}).get("flexible", {}).get("greedy_accuracy")
+                ),
             )
         )
     return rows
@@ -149,6 +157,7 @@ def markdown_table(rows: list[Row], *, with_run: bool = False) -> str:
     # "trained on": preference pairs (irpo, dpo) or SFT examples (star, sft_gold) of the
     # iteration that made the model.
     head = ["model", "greedy %", f"maj@{k} %", f"pass@{k} %", "parse fail %", "trained on"]
+    head += ["strict greedy %", "flexible greedy %"]  # both answer modes, re-scored
     if with_run:
         head = ["run", "method", *head]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -160,6 +169,8 @@ def markdown_table(rows: list[Row], *, with_run: bool = False) -> str:
             _fmt(r.pass_k) if r.k else "-",
             _fmt(r.parse_failures),
             _fmt(r.pairs if r.pairs is not None else r.train_examples),
+            _fmt(r.strict_greedy),
+            _fmt(r.flexible_greedy),
         ]
         if with_run:
             cells = [r.run, r.method, *cells]

@@ -1,8 +1,9 @@
-"""`irpo check-data`: audit a task's data source."""
+"""`irpo check-data`: audit a task's data source, or a samples file a run wrote."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +21,9 @@ from irpo.cli.options import (
     split_of,
     task_of,
 )
+
+if TYPE_CHECKING:
+    from irpo.tasks.audit import SamplesReport
 
 
 @app.command("check-data", rich_help_panel=PANEL_REPORTS)
@@ -46,14 +50,38 @@ def check_data(
             "--strict", help="Exit with status 1 when a row was skipped or a gold check failed."
         ),
     ] = False,
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--samples",
+            help="Audit this samples file (a run's samples.jsonl or an eval's *.greedy.jsonl) "
+            "against the source's questions instead of the gold answers.",
+        ),
+    ] = None,
+    top: Annotated[
+        int, typer.Option("--top", min=0, help="Most common unparsed endings to print.")
+    ] = 10,
 ) -> None:
     """Count a data source's rows, check that every gold answer parses, show a few prompts.
 
     Without --source it audits the config's training data (task.train_source, task.train_split).
+    With --samples it reads a samples file instead: samples per extraction rule under both
+    answer modes, unparsed samples and their most common endings.
     """
+    from irpo.tasks.audit import audit_samples
     from irpo.tasks.audit import check_data as audit
 
     cfg = load_run_config(config, overrides)
+    if samples is not None:
+        the_task = task_of(cfg, task, options)
+        problems = the_task.load(
+            source_of(cfg, "train", source),
+            split_of(cfg, "train", split),
+            limit=limit,
+            skip_bad_rows=skip_bad_rows or cfg.task.skip_bad_rows,
+        )
+        echo_samples_report(audit_samples(the_task, problems, samples, top=top))
+        return
     report = audit(
         task_of(cfg, task, options),
         source_of(cfg, "train", source),
@@ -81,3 +109,30 @@ def check_data(
             typer.echo(f"--- gold completion {i + 1} ---\n{gold}")
     if strict and (report.skipped or report.gold_failed):
         raise typer.Exit(1)
+
+
+def echo_samples_report(report: SamplesReport) -> None:
+    """Print what `audit_samples` found."""
+    typer.echo(f"samples {report.path}, task {report.task}")
+    typer.echo(f"samples read:        {report.samples} ({report.questions} questions)")
+    if report.unknown_questions:
+        typer.echo(
+            f"not in the source:   {report.unknown_questions} (pass the --source/--split "
+            "the samples were drawn from)"
+        )
+    scored = report.samples - report.unknown_questions
+    for mode, counts in report.modes.items():
+        own = " (the task's mode)" if mode == report.answer_mode else ""
+        rate = f"{100 * counts.unparsed / scored:.2f}%" if scored else "-"
+        typer.echo(f"{mode}{own}: unparsed {counts.unparsed} ({rate}), correct {counts.correct}")
+        for rule, n in sorted(counts.rules.items(), key=lambda item: -item[1]):
+            typer.echo(f"  {rule:14} {n}")
+    if report.stored_differs:
+        typer.echo(
+            f"stored verdicts that differ from the {report.answer_mode} verdict now: "
+            f"{report.stored_differs}"
+        )
+    if report.unparsed_endings:
+        typer.echo(f"most common unparsed endings ({report.answer_mode}):")
+        for text, n, problem_id in report.unparsed_endings:
+            typer.echo(f"  {n:5}  {text}   [e.g. {problem_id}]")

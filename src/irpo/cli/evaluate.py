@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,6 +26,9 @@ from irpo.cli.options import (
     shard_of,
     task_of,
 )
+
+if TYPE_CHECKING:
+    from irpo.evaluate import EvalResult
 
 
 @app.command("eval", rich_help_panel=PANEL_STAGES)
@@ -93,14 +96,34 @@ def eval_(
             progress=bar,
         )
 
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.2f}%"
+    echo_result(result)
+    if out is not None:
+        typer.echo(f"metrics: {out}")
 
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def echo_result(result: EvalResult) -> None:
+    """The metrics of an evaluation, then the same under each answer mode with rule counts."""
+    pct = _pct
     typer.echo(f"{result.num_problems} questions")
     typer.echo(f"greedy accuracy:    {pct(result.greedy_accuracy)}")
     if result.k:
         typer.echo(f"maj@{result.k} accuracy:   {pct(result.maj_accuracy)}")
         typer.echo(f"pass@{result.k} accuracy:  {pct(result.pass_accuracy)}")
     typer.echo(f"parse failure rate: {pct(result.parse_failure_rate)}")
-    if out is not None:
-        typer.echo(f"metrics: {out}")
+    typer.echo(f"answer mode:        {result.answer_mode} (the numbers above)")
+    if not result.modes:
+        return
+    modes = list(result.modes)
+    rows = [("greedy", "greedy_accuracy"), ("parse failures", "parse_failure_rate")]
+    if result.k:
+        rows[1:1] = [(f"maj@{result.k}", "maj_accuracy"), (f"pass@{result.k}", "pass_accuracy")]
+    typer.echo(f"{'by answer mode:':20}" + "".join(f"{m:>10}" for m in modes))
+    for label, key in rows:
+        typer.echo(f"  {label:18}" + "".join(f"{pct(result.modes[m][key]):>10}" for m in modes))
+    for m in modes:
+        counts = ", ".join(f"{rule} {n}" for rule, n in result.modes[m]["rules"].items())
+        typer.echo(f"  {m} rules: {counts}")

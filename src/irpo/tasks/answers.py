@@ -255,7 +255,9 @@ def answer_is_span(text: str) -> str | None:
     answer is", "The answer: X", ...), or None."""
     last = None
     for match in _ANSWER_IS.finditer(text):
-        last = match
+        line = text[text.rfind("\n", 0, match.start()) + 1 : match.start()]
+        if line.count("(") <= line.count(")"):  # not an aside: '"B" (the answer is not given)'
+            last = match
     if last is None:
         return None
     span = unwrap_answer(_first_content(text[last.end() :]))

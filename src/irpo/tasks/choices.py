@@ -9,9 +9,11 @@ A label must be one of the problem's labels. A bare letter followed by other wor
 ("(c)") or alone. When the label and a quoted option text disagree ("(C) wet palms" where C is
 another text) the label wins: the label is what the prompt asks for.
 
-Fall-back inside the span: a reply that is one option's text (after normalisation: case, spacing,
-quotes, markdown and a final period ignored) and matches no other option is mapped to that
-option's label. Texts are compared exactly after that normalisation, never by similarity.
+Fall-backs inside the span: a reply that is one option's text (after normalisation: case,
+spacing, quotes, markdown and a final period ignored) and matches no other option is mapped to
+that option's label; a reply that ends with a label in brackets ('"the type of environment"
+(D)') names that label unless its text is another option's. Texts are compared exactly after
+that normalisation, never by similarity.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ _LEADING_WORDS = re.compile(
 )
 _LABEL = re.compile(r"^([\(\[]\s*)?([A-Za-z]|\d{1,2})\s*([\)\]])?")
 _TEXT_WRAPPER = re.compile(r"^\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{(.*)\}$", re.DOTALL)
+_TRAILING_LABEL = re.compile(r"^(.+?)\s*\(\s*([A-Z]|\d{1,2})\s*\)\s*[.!]?$", re.DOTALL)
 _QUOTES = "\"'“”‘’«»"
 _STRIP = " \t\n*_`" + _QUOTES
 
@@ -86,6 +89,19 @@ def choice_label(span: str, choices: Sequence[tuple[str, str]]) -> str | None:
     label = _label_at_start(s, choices)
     if label is not None:
         return label
+    named = _named_by_text(s, choices)
+    if named is not None:
+        return named
+    trailing = _TRAILING_LABEL.match(s)
+    if trailing is not None and trailing.group(2) in dict(choices):
+        # '"the type of environment ..." (D)': the text, when it names an option, must agree
+        text_names = _named_by_text(trailing.group(1), choices)
+        if text_names in (None, trailing.group(2)):
+            return trailing.group(2)
+    return None
+
+
+def _named_by_text(s: str, choices: Sequence[tuple[str, str]]) -> str | None:
     wanted = _normalise_text(s)
     if not wanted:
         return None

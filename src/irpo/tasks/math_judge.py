@@ -8,7 +8,7 @@ several threads are serialised. With `timeout=None` Math-Verify runs in the call
 no limit (for debugging).
 
 Before Math-Verify, `MathJudge.same_answer` guards against its known false equalities
-(`MATH_VERIFY_GUARDS` lists each with its test): answers with several parts ("4, 15, and 27",
+(`MATH_VERIFY_FALSE_EQUALITIES` lists the ones that reached irpo, each guarded and tested): answers with several parts ("4, 15, and 27",
 `\\boxed{-3} \\text{ and } \\boxed{2}`) are compared part by part, as a set, instead of letting
 Math-Verify read a span with words as text and compare its last numbers; sequences with an
 ellipsis are compared element by element, in order, or not at all; and in the worker, two exact
@@ -57,6 +57,26 @@ _ELLIPSIS = re.compile(r"\\[lc]?dots\b|\\ldotp|\.\.\.|…|\\cdot\s*\\cdot\s*\\cd
 _NAME = r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?(?:'|\^\{?\\prime\}?)*(?:\([^()=]*\))?"
 _LABEL = re.compile(rf"^\s*(?:{_NAME}|\|[^|=]+\|)(?:\s*:\s*(?:{_NAME}|\|[^|=]+\|))*\s*$")
 _CACHE_SIZE = 100_000
+
+MATH_VERIFY_FALSE_EQUALITIES: tuple[tuple[str, str, str], ...] = (
+    ("\\frac{1}{2004!}", "\\frac{1}{2006!}", "huggingface/Math-Verify#14: tiny values"),
+    ("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", "huggingface/Math-Verify#14: tiny values"),
+    ("\\frac{1}{3^{40}}", "\\frac{1}{3^{41}}", "tiny values"),
+    ("\\frac{1}{500!}", "1/498!", "tiny values"),
+    ("10^{-20}", "10^{-21}", "tiny values"),
+    ("0.0000001", "0.0000002", "tiny decimals"),
+    (
+        "\\frac{2^{2005}+1}{3 \\cdot 2^{2006}}",
+        "\\frac{1}{3 \\cdot 2^{2006}}",
+        "huggingface/Math-Verify#14: a difference below the tolerance",
+    ),
+    ("4, 15, and 27", "5, 12, and 27", "a list with words read as text: last numbers only"),
+    ("19, 46, \\text{ and } 82", "21, 36, and 82", "huggingface/Math-Verify#14: list with words"),
+    ("1, 2, \\ldots, n", "1, 3, 5, \\ldots, 2n-1", "huggingface/Math-Verify#14: ellipsis"),
+    ("1, 2, \\ldots, k", "1, 3, 5, \\ldots, 2k-1", "ellipsis sequences"),
+)
+"""(gold, prediction, where it was reported): Math-Verify 0.9 `verify` calls each pair equal,
+irpo's guards do not (tests/test_tasks_formats.py)."""
 
 
 def answer_parts(answer: str) -> list[str]:
