@@ -178,3 +178,60 @@ def test_shared_data_arc_and_gsm8k_through_cli(shared_data: Path) -> None:
         assert result.exit_code == 0, result.output
         assert f"problems loaded:     {loaded}\n" in result.output
         assert "gold not parsed:     0 (100.00% of gold answers parse)" in result.output
+
+
+def test_samples_audit_counts_rules_and_endings(tmp_path: Path) -> None:
+    source = _gsm8k_file(tmp_path)  # questions test/0 (gold 5) and test/2 (gold 5)
+    texts = [
+        ("test/0", "2+3=5\nFinal answer: 5", "5", True),  # stored: scored as now
+        ("test/0", "2+3=5\n#### 5", None, False),  # stored by a strict run
+        ("test/2", "The answer is: 6", "6", False),
+        ("test/2", "I do not know.", None, False),
+        ("test/2", "Hmm, 7 apples?\nI do not know.", None, False),
+        ("other/1", "Final answer: 1", "1", False),  # not a question of the source
+    ]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "problem_id": pid,
+                    "index": i,
+                    "text": text,
+                    "token_ids": [1],
+                    "finish_reason": "eos",
+                    "answer": answer,
+                    "correct": correct,
+                }
+            )
+            + "\n"
+            for i, (pid, text, answer, correct) in enumerate(texts)
+        )
+    )
+    result = runner.invoke(
+        app,
+        [
+            "check-data",
+            "--task",
+            "gsm8k",
+            "--source",
+            str(source),
+            "--split",
+            "test",
+            "--skip-bad-rows",
+            "--samples",
+            str(samples),
+            "--top",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "samples read:        6 (2 questions)" in lines
+    assert "not in the source:   1 (pass the --source/--split the samples were drawn from)" in lines
+    assert "strict: unparsed 4 (80.00%), correct 1" in lines
+    assert "flexible (the task's mode): unparsed 2 (40.00%), correct 2" in lines
+    assert "  hashes         1" in lines
+    assert "  answer_is      1" in lines
+    assert "stored verdicts that differ from the flexible verdict now: 1" in lines
+    assert "      2  I do not know.   [e.g. test/2]" in lines

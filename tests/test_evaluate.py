@@ -200,6 +200,18 @@ def test_evaluate_model_writes_metrics_and_details(tmp_path: Path) -> None:
         "num_correct": 1,
         "num_unparseable": 1,
         "answers": {"9": 1, "8": 1},
+        "greedy_rule": None,
+        "by_mode": {
+            mode: {
+                "greedy_answer": None,
+                "greedy_correct": False,
+                "maj_correct": False,
+                "num_correct": 1,
+                "num_unparseable": 1,
+                "greedy_rule": None,
+            }
+            for mode in ("strict", "flexible")
+        },
     }
     assert (out.parent / "M1.greedy.jsonl").exists()
     assert (out.parent / "M1.sampled.jsonl").exists()
@@ -280,3 +292,65 @@ def test_math_votes_group_by_math_verify_equivalence() -> None:
         )
     finally:
         task.judge.close()  # type: ignore[attr-defined]
+
+
+def test_evaluate_files_reports_both_answer_modes(tmp_path: Path) -> None:
+    from irpo.evaluate import eval_sample_paths, evaluate_files
+    from irpo.records import write_jsonl
+
+    task = get_task("gsm8k")
+    problems = [Problem(f"q{i}", "q", "18") for i in range(4)]
+    texts = ["Final answer: 18", "#### 18", "The answer is: 17", "no answer"]
+    greedy = [s for p, t in zip(problems, texts, strict=True) for s in _scored(task, p, [t])]
+    sampled = [
+        s
+        for p in problems
+        for s in _scored(task, p, ["Final answer: 18", "\\boxed{18}", "#### 17"])
+    ]
+    base = tmp_path / "eval.json"
+    paths = eval_sample_paths(base)
+    write_jsonl(paths["greedy"], (s.to_dict() for s in greedy))
+    write_jsonl(paths["sampled"], (s.to_dict() for s in sampled))
+    result = evaluate_files(task, problems, EvalConfig(maj_k=3), base, {})
+    assert (result.answer_mode, result.greedy_accuracy) == ("flexible", 0.5)
+    assert result.modes["strict"] == {
+        "greedy_accuracy": 0.25,
+        "maj_accuracy": 1.0,  # the marker's 18 is the only vote
+        "pass_accuracy": 1.0,
+        "parse_failure_rate": (3 + 8) / 16,
+        "rules": {"unparsed": 11, "final_answer": 5},
+    }
+    assert result.modes["flexible"]["greedy_accuracy"] == 0.5
+    assert result.modes["flexible"]["parse_failure_rate"] == 1 / 16
+    assert result.modes["flexible"]["rules"] == {
+        "final_answer": 5,
+        "hashes": 5,
+        "boxed": 4,
+        "answer_is": 1,
+        "unparsed": 1,
+    }
+    assert [q.greedy_rule for q in result.per_question] == [
+        "final_answer",
+        "hashes",
+        "answer_is",
+        None,
+    ]
+    second = json.loads(base.read_text())["per_question"][1]
+    assert second["by_mode"] == {
+        "strict": {
+            "greedy_answer": None,
+            "greedy_correct": False,
+            "maj_correct": True,
+            "num_correct": 1,
+            "num_unparseable": 2,
+            "greedy_rule": None,
+        },
+        "flexible": {
+            "greedy_answer": "18",
+            "greedy_correct": True,
+            "maj_correct": True,
+            "num_correct": 2,
+            "num_unparseable": 0,
+            "greedy_rule": "hashes",
+        },
+    }

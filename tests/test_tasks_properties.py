@@ -55,6 +55,18 @@ PIECES = st.sampled_from(
         "\\sqrt{3}",
         "^",
         "x",
+        "####",
+        "ANSWER:",
+        "The correct answer is",
+        "\\text{ and }",
+        " or ",
+        "\\ldots",
+        " million",
+        "2 1/4",
+        "12 500",
+        '"',
+        "Question:",
+        "|PQ| = ",
     ]
 )
 COMPLETIONS = st.one_of(st.text(max_size=200), st.lists(PIECES, max_size=25).map("".join))
