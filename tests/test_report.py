@@ -230,7 +230,7 @@ def test_pair_sample_takes_verdicts_and_answers_from_the_samples(tmp_path: Path)
     assert [p.problem_id for p in pairs] == ["q0", "q1", "q2"]  # every question, its first pair
     q0, q1 = pairs[0], pairs[1]
     assert q0.prompt == "What is <b>1 & 2</b>?"
-    assert (q0.chosen.verdict, q0.chosen.answer) == ("gold", None)
+    assert (q0.chosen.verdict, q0.chosen.answer) == ("gold", "0")  # its "Final answer:" line
     assert (q0.rejected.verdict, q0.rejected.answer, q0.rejected.text) == (
         "wrong",
         "1",

@@ -109,8 +109,9 @@ class ShownPair:
 
 
 def _side(text: str, index: int, sample: dict[str, Any] | None) -> Side:
-    if index == GOLD_INDEX:
-        return Side(text, "gold", None)
+    if index == GOLD_INDEX:  # the gold's answer is where its "Final answer:" line says
+        found = re.findall(r"[Ff]inal answer:\s*(\S+)", text)
+        return Side(text, "gold", found[-1].rstrip(".") if found else None)
     if sample is None:
         return Side(text, "unknown", None)
     answer = sample.get("answer")
