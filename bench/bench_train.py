@@ -10,6 +10,10 @@ Rows, each run in its own subprocess so that its peak RSS (getrusage ru_maxrss) 
                   which the Trainer applies in train(), on CPU too). The row sets it explicitly.
   trl-nogc        the same with gradient_checkpointing=False.
   trl-precompute  trl with precompute_ref_log_probs=True (no reference model while training).
+  irpo-bf16, irpo-gc-bf16
+                  irpo and irpo-gc with bf16 autocast over float32 master weights (what
+                  `train.mixed_precision: auto` picks on CPUs where bf16 matmuls measure faster);
+                  reference log-probs in float32.
 
 Held equal: the model (SmolLM2-135M-Instruct, float32, CPU), the pairs, the batch (4 pairs per
 optimizer step, no accumulation), AdamW at a constant learning rate with gradient clipping 1.0,
@@ -57,11 +61,16 @@ class Row:
     checkpointing: bool  # gradient (activation) checkpointing
     precompute: bool  # reference log-probs computed before training (irpo always does)
     reference: str  # how the reference log-probs are had, for the table
+    precision: str = "no"  # accelerate's mixed precision of the trained model ("bf16": autocast)
 
 
 ROW_SPECS = {
     "irpo": Row("irpo", False, True, "precomputed (load + pass {reference_s:.1f} s)"),
     "irpo-gc": Row("irpo", True, True, "precomputed (load + pass {reference_s:.1f} s)"),
+    "irpo-bf16": Row("irpo", False, True, "precomputed (load + pass {reference_s:.1f} s)", "bf16"),
+    "irpo-gc-bf16": Row(
+        "irpo", True, True, "precomputed (load + pass {reference_s:.1f} s)", "bf16"
+    ),
     "trl": Row("trl", True, False, "resident model"),
     "trl-nogc": Row("trl", False, False, "resident model"),
     "trl-precompute": Row("trl", True, True, "precomputed (in setup)"),
@@ -183,7 +192,7 @@ def run_irpo(
         micro_batch_size=s.batch,
         max_steps=s.warmup + s.steps,
         max_grad_norm=1.0,
-        mixed_precision="no",
+        mixed_precision=row.precision,
         log_every=1,
         ref_batch_size=s.ref_batch_size,
         gradient_checkpointing=row.checkpointing,
@@ -307,9 +316,9 @@ def run_row(row: str, model_path: str, pairs_file: Path, s: Settings, tmp: Path)
 def table(results: list[dict[str, Any]]) -> str:
     base = next((r for r in results if r["row"] == "trl" and "error" not in r), None)
     lines = [
-        "| row | checkpointing | step time (s) | vs trl | peak RSS (MiB) | vs trl "
+        "| row | checkpointing | compute | step time (s) | vs trl | peak RSS (MiB) | vs trl "
         "| reference log-probs | total (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
@@ -319,7 +328,8 @@ def table(results: list[dict[str, Any]]) -> str:
         vs_step = f"{r['step_s'] / base['step_s']:.2f}x" if base else "-"
         vs_mem = f"{r['peak_rss_mib'] / base['peak_rss_mib']:.2f}x" if base else "-"
         lines.append(
-            f"| {r['row']} | {'yes' if spec.checkpointing else 'no'} | {r['step_s']:.2f} "
+            f"| {r['row']} | {'yes' if spec.checkpointing else 'no'} "
+            f"| {'bf16 autocast' if spec.precision == 'bf16' else 'float32'} | {r['step_s']:.2f} "
             f"| {vs_step} | {r['peak_rss_mib']:.0f} | {vs_mem} | {ref} | {r['total_s']:.1f} |"
         )
     return "\n".join(lines)

@@ -61,8 +61,10 @@ class ModelConfig(_Section):
     name_or_path: str = "smollm2-135m"
     """Hugging Face id, local folder, or an embedded model name (`smollm2-135m`)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weight dtype for sampling and reference log-probs; `auto`: bfloat16 on GPUs that
-    support it, else float32. Training keeps float32 weights unless a dtype is named."""
+    """Weight dtype for sampling and evaluation; `auto`: bfloat16 on GPUs that support it; on
+    a CPU, the format its linear layers measure faster in on this machine (irpo.precision,
+    cached; IRPO_CPU_DTYPE=float32|bfloat16 fixes it). Reference log-probs use it on GPUs and
+    float32 on CPUs; training keeps float32 weights unless a dtype is named."""
     device: str = "auto"
     """Device for sampling and reference log-probs (`cuda:0`, `cpu`, ...); `auto`: CUDA when
     available. Training is placed by accelerate."""
@@ -162,7 +164,9 @@ class TrainConfig(_Section):
     max_grad_norm: float | None = Field(default=1.0, gt=0.0)
     """Clip the gradient's global L2 norm to this; None: no clipping (the norm is still logged)."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """accelerate's mixed precision; `auto`: bf16 where the GPU supports it, else `no`."""
+    """accelerate's mixed precision; `auto`: bf16 where the GPU supports it; on a CPU, bf16
+    autocast (float32 master weights) where its bf16 matmuls measure faster (irpo.precision),
+    else `no`."""
     gradient_checkpointing: bool = True
     """Recompute each decoder layer's activations in the backward pass: about a third more
     compute for a much smaller peak (docs/BENCHMARKS.md). TRL's default too; tiny models, whose

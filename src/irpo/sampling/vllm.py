@@ -6,7 +6,10 @@ token ids and the sampling stage's records equal the transformers engine's, an i
 sampling resumes to the same file, and sampled draws follow their per-request seeds whatever
 else is in the batch. On CPUs `gpu_memory_utilization` is the fraction of the machine's memory
 vLLM reserves for its KV cache (default 0.92, which fails when other processes hold memory):
-set it in `sampling.vllm`.
+set it in `sampling.vllm`. Large enough that a chunk's requests fit in the cache at once, too:
+vLLM preempts requests when the cache is full and resumes them with their seeded generator
+moved on, which its CPU build cannot do (the engine dies with "CPU Generator does not use
+offset"); lower `chunk_questions` (in `sampling.vllm`) or raise `gpu_memory_utilization`.
 
 Written against vLLM's documented offline API: `LLM(...)`, `LLM.generate(prompts,
 sampling_params)` with `TokensPrompt(prompt_token_ids=...)` inputs and one `SamplingParams`

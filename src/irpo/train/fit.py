@@ -98,11 +98,6 @@ class Job:
     prepare: Prepare | None = None
 
 
-TRAIN_PROBE_TOKENS = 256
-"""Tokens per sequence assumed when timing a training step's layer shapes (2 x micro batch
-sequences of about this length: chosen and rejected)."""
-
-
 def fit(
     job: Job,
     model_path: str,
@@ -133,7 +128,8 @@ def fit(
         mixed_precision=resolve_mixed_precision(
             cfg.mixed_precision,
             model_path,
-            rows=2 * cfg.micro_batch_size * TRAIN_PROBE_TOKENS,
+            sequences=cfg.micro_batch_size * (1 if job.kind == "sft" else 2),
+            length=_mean_length(job),
             trust_remote_code=bool(model_cfg and model_cfg.trust_remote_code),
         ),
         step_scheduler_with_optimizer=False,  # one scheduler step per optimizer step, any P
@@ -367,6 +363,13 @@ class _Loop:
 
 
 # --------------------------------------------------------------------------- resume and save
+
+
+def _mean_length(job: Job) -> int:
+    """Mean tokens per sequence of the job's examples (prompt and response): the step shape the
+    precision probe times."""
+    lengths = [job.length_of(e) for e in job.examples]
+    return max(1, round(sum(lengths) / len(lengths))) if lengths else 1
 
 
 def _settings(

@@ -17,12 +17,14 @@ def resolve_mixed_precision(
     setting: str,
     model_path: str | None = None,
     *,
-    rows: int = 1024,
+    sequences: int = 8,
+    length: int = 256,
     trust_remote_code: bool = False,
 ) -> str:
-    """`auto`: bf16 where the GPU supports it; on a CPU, bf16 autocast where the model's layers
-    at `rows` rows measure faster in bfloat16 (`irpo.precision`); else full precision. The
-    master weights and AdamW stay float32 either way."""
+    """`auto`: bf16 where the GPU supports it; on a CPU, bf16 autocast where a training step of
+    the model (`sequences` x `length` tokens, forward and backward) measures faster in
+    bfloat16 (`irpo.precision`); else full precision. The master weights and AdamW stay float32
+    either way."""
     if setting != "auto":
         return setting
     if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in (
@@ -36,7 +38,10 @@ def resolve_mixed_precision(
     from irpo.precision import cpu_prefers_bf16
 
     config = load_model_config(model_path, trust_remote_code=trust_remote_code)
-    return "bf16" if cpu_prefers_bf16(config, rows, purpose="training (autocast)") else "no"
+    prefers = cpu_prefers_bf16(
+        config, sequences * length, purpose="training (autocast)", train=True, length=length
+    )
+    return "bf16" if prefers else "no"
 
 
 def forget_previous_training() -> None:
