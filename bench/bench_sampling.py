@@ -283,7 +283,9 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         if spec["kind"] == "vllm":  # a failed vLLM row is reported, the other rows still run
             return {**spec, "error": (causes or done.stderr.splitlines()[-1:])[0][-300:]}
         raise RuntimeError(f"worker {spec} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # vLLM's engine logs to stdout after the worker's result line: take the result line
+    line = next(ln for ln in reversed(done.stdout.splitlines()) if ln.startswith('{"threads"'))
+    result: dict[str, Any] = json.loads(line)
     return result
 
 
