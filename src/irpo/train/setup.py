@@ -100,14 +100,25 @@ def _with_lora(model: Any, lora: dict[str, Any], gradient_checkpointing: bool) -
 
 
 def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW on the trainable parameters; weight decay on matrices only (not norms, biases)."""
+    """AdamW on the trainable parameters; weight decay on matrices only (not norms, biases).
+
+    torch's fused kernel where every parameter allows it (CPU or CUDA, floating point): one pass
+    over each tensor and no temporaries the size of a parameter (the default per-tensor loop on
+    CPU makes several: for SmolLM2-135M's 113 MB embedding, each is 113 MB at the step's peak).
+    """
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    fused = bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+    )
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=cfg.learning_rate, betas=cfg.adam_betas
+        [g for g in groups if g["params"]],
+        lr=cfg.learning_rate,
+        betas=cfg.adam_betas,
+        fused=fused or None,
     )
 
 
