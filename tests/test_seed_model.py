@@ -37,6 +37,14 @@ def test_cosine_key_is_the_one_cached_before_the_schedule_option() -> None:
     assert seed_key(constant) != seed_key(cosine)
 
 
+def test_scoring_options_do_not_change_the_seed_model() -> None:
+    base = load_config(demo_config_path())
+    steps = load_config(demo_config_path(), ["task.options.check_steps=train"])
+    harder = load_config(demo_config_path(), ["task.options.max_number=20"])
+    assert seed_key(steps) == seed_key(base)
+    assert seed_key(harder) != seed_key(base)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_seed_training_follows_the_schedule(
     schedule: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

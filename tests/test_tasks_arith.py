@@ -7,7 +7,7 @@ import re
 import pytest
 
 from irpo.errors import IrpoError
-from irpo.records import Problem
+from irpo.records import Problem, Verdict
 from irpo.tasks import get_task
 from irpo.tasks.arith import ArithProblem, ArithTask, split_of
 
@@ -176,3 +176,23 @@ def test_answer_mode_option() -> None:
     strict = ArithTask(answer_mode="strict")
     assert strict.score("5+3=8. 8-1=7. So \\boxed{7}", PROBLEM).answer is None
     assert strict.score("Final answer: 7", PROBLEM).correct
+
+
+def test_check_steps_scores_training_problems_by_their_equations_too() -> None:
+    solution = "5+3=8. 8-1=7. Final answer: 7"
+    train = Problem(
+        id="t", question=PROBLEM.question, answer="7", solution=solution, meta={"split": "train"}
+    )
+    test = Problem(
+        id="e", question=PROBLEM.question, answer="7", solution=solution, meta={"split": "test"}
+    )
+    task = ArithTask(check_steps="train")
+    lucky = "5+3=9. 9-2=7. Final answer: 7"  # the right answer by wrong steps
+    assert task.score(solution, train) == Verdict("7", True)
+    assert task.score("5 + 3 = 8. 8 - 1 = 7. Final answer: 7", train) == Verdict("7", True)
+    assert task.score(lucky, train) == Verdict("7", False)
+    assert task.score("8-1=7. Final answer: 7", train) == Verdict("7", False)  # a step missing
+    assert task.score(lucky, test) == Verdict("7", True)  # held-out: the final answer alone
+    assert ArithTask().score(lucky, train) == Verdict("7", True)
+    with pytest.raises(IrpoError, match="check_steps must be false or 'train'"):
+        ArithTask(check_steps="all")

@@ -30,6 +30,9 @@ from irpo.tasks.base import Task
 log = logging.getLogger(__name__)
 
 
+SCORING_OPTIONS = ("check_steps",)
+
+
 def seed_key(config: RunConfig) -> str:
     """Everything that determines the seed model: its section, the task and the run seed."""
     assert config.seed_model is not None
@@ -39,7 +42,8 @@ def seed_key(config: RunConfig) -> str:
     spec = {
         "seed_model": section,
         "task": config.task.name,
-        "options": config.task.options,
+        # options that only change how completions are scored do not change the seed model
+        "options": {k: v for k, v in config.task.options.items() if k not in SCORING_OPTIONS},
         "train_source": config.task.train_source,
         "seed": config.seed,
         "version": 1,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,9 @@ class ArithProblem:
         return value
 
 
+_EQUATION = re.compile(r"(-?\d+)\s*([-+*])\s*(\d+)\s*=\s*(-?\d+)")
+
+
 def apply_operation(value: int, op: str, n: int) -> int:
     """`value op n` for op in + - *."""
     if op == "+":
@@ -90,6 +94,10 @@ class ArithTask(Task):
         an operand no larger than the running value).
       size: problems per split (default 5000 train, 500 validation, 500 test).
       seed: generation seed (default 0).
+      check_steps: `false` (default) or `train`: on training problems a completion is correct
+        only when its equations ("a+b=c.") are the gold solution's too, not just its final
+        answer (step-checked winners: a right answer reached by wrong steps loses); held-out
+        problems are still scored by the final answer alone.
       answer_mode: `flexible` (default: a `\\boxed{}`, "the answer is", ... when there is no
         "Final answer:") or `strict` (the marker only); rules in `irpo.tasks.answers`.
     """
@@ -108,9 +116,14 @@ class ArithTask(Task):
         allow_negative: bool = False,
         size: int | None = None,
         seed: int = 0,
+        check_steps: bool | str = False,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        if check_steps not in (False, "train"):
+            raise IrpoError(
+                f"task arith: check_steps must be false or 'train', got {check_steps!r}"
+            )
         if not 1 <= min_steps <= max_steps:
             raise IrpoError(
                 f"task arith: need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}"
@@ -132,6 +145,7 @@ class ArithTask(Task):
         self.allow_negative = allow_negative
         self.size = size
         self.seed = seed
+        self.check_steps = check_steps
 
     # ------------------------------------------------------------------ generation
 
@@ -224,7 +238,16 @@ class ArithTask(Task):
         if value is None:
             return Verdict(answer=None, correct=False)
         answer = format_number(value)
-        return Verdict(answer, answer == problem.answer, rule)
+        correct = answer == problem.answer
+        if (
+            correct
+            and self.check_steps == "train"
+            and problem.meta.get("split") == "train"
+            and problem.solution is not None
+            and _EQUATION.findall(completion) != _EQUATION.findall(problem.solution)
+        ):
+            return Verdict(answer, False, rule)  # the right answer by wrong steps
+        return Verdict(answer, correct, rule)
 
     def gold_completion(self, problem: Problem) -> str | None:
         return problem.solution
