@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -79,6 +80,29 @@ def run_name(condition: str, seed: int, method: str) -> str:
 def source(condition: Condition, method: str) -> str:
     """The condition whose run stands for `method` under `condition`."""
     return condition.name if method == "irpo" or method in condition.baselines else "base"
+
+
+def share_seed_eval(run_dir: Path, donor: Path) -> bool:
+    """Give a new run the seed model's evaluation samples of an earlier run from the same seed
+    model (`donor`), so that its M_0 evaluation resumes with nothing to sample: the same model,
+    problems and seeds give the same samples, and the sampling stage refuses files made with
+    other settings. Returns whether anything was copied."""
+    from irpo.evaluate import eval_sample_paths
+    from irpo.sampling.stage import settings_file
+
+    if run_dir.exists() or run_dir == donor:
+        return False
+    files = [
+        f
+        for p in eval_sample_paths(RunDir(donor).eval_path(0)).values()
+        for f in (p, settings_file(p))
+    ]
+    if not all(f.exists() for f in files):
+        return False
+    (run_dir / "evals").mkdir(parents=True)
+    for f in files:
+        shutil.copy(f, run_dir / "evals" / f.name)
+    return True
 
 
 def cell_name(condition: str, method: str) -> str:
@@ -216,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 src = BY_NAME[source(cond, method)]
                 run_dir = args.out / "runs" / run_name(src.name, seed, method)
                 if src is cond:
+                    # the seed model is the base condition's, except where the task changes
+                    donor = "harder" if cond.name == "harder" else "base"
+                    share_seed_eval(run_dir, args.out / "runs" / run_name(donor, seed, "irpo"))
                     overrides = [
                         *table1.run_overrides(args, SCHEDULE, seed, method),
                         *cond.overrides,

@@ -78,3 +78,27 @@ def test_map_table_by_hand(tm: ModuleType) -> None:
     # k1 IRPO - base IRPO: problem b, seed 0 only: -25 points; one discordant pair: p 1.
     assert k1[-1].startswith("-25.0 (") and k1[-1].endswith("; p 1, noise) |")
     assert lines.splitlines()[0].startswith("| condition | seeds | seed model | IRPO iter 1 |")
+
+
+def test_a_new_run_gets_the_seed_models_evaluation_samples(tm: ModuleType, tmp_path: Path) -> None:
+    donor = tmp_path / "base-s0-irpo"
+    (donor / "evals").mkdir(parents=True)
+    names = [
+        "model_0.greedy.jsonl",
+        "model_0.greedy.settings.json",
+        "model_0.sampled.jsonl",
+        "model_0.sampled.settings.json",
+    ]
+    for name in names:
+        (donor / "evals" / name).write_text(name, encoding="utf-8")
+    new = tmp_path / "k1-s0-irpo"
+    assert tm.share_seed_eval(new, donor)
+    assert sorted(p.name for p in (new / "evals").iterdir()) == sorted(names)
+    assert (new / "evals" / "model_0.sampled.jsonl").read_text(encoding="utf-8") == (
+        "model_0.sampled.jsonl"
+    )
+    assert not tm.share_seed_eval(new, donor)  # an existing run keeps what it has
+    assert not tm.share_seed_eval(donor, donor)
+    (donor / "evals" / "model_0.sampled.settings.json").unlink()
+    assert not tm.share_seed_eval(tmp_path / "k1-s1-irpo", donor)  # incomplete: nothing
+    assert not (tmp_path / "k1-s1-irpo").exists()
