@@ -53,6 +53,7 @@ def test_demo_runs_the_embedded_config_with_overrides(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "-o", str(tmp_path / "demo"), *sets])
     assert result.exit_code == 0, result.output
     assert RunDir(tmp_path / "demo").is_done("eval_1")
+    assert "Expected at this setting" not in result.output  # the ranges are for its own setting
 
 
 def test_pairs_command_rebuilds_a_runs_pairs(tmp_path: Path) -> None:
@@ -96,3 +97,32 @@ def test_bad_config_is_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "sampling.temprature: unknown key" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_demos_expected_ranges_are_those_of_the_committed_results() -> None:
+    import json
+    import math
+
+    from irpo.cli.run import DEMO_RANGES, demo_expectation
+
+    docs = Path(__file__).parents[1] / "docs" / "results"
+    table1 = json.loads((docs / "table1.json").read_text(encoding="utf-8"))
+    conditions = json.loads((docs / "conditions.json").read_text(encoding="utf-8"))
+    runs: dict[tuple[str, int], dict[int, float]] = {}
+    for r in table1:
+        if r["schedule"] == "constant" and r["method"] == "irpo":
+            runs.setdefault(("table1", r["seed"]), {})[r["model"]] = r["greedy"]
+    for r in conditions:
+        if r["condition"] == "base" and r["method"] == "irpo":
+            runs.setdefault(("conditions", r["seed"]), {})[r["model"]] = r["greedy"]
+    assert len(runs) == 6
+    observed = {
+        "seed": [m[0] for m in runs.values()],
+        "round_1": [m[1] - m[0] for m in runs.values()],
+        "round_3": [m[3] - m[0] for m in runs.values() if 3 in m],
+    }
+    assert len(observed["round_3"]) == 3
+    for key, values in observed.items():
+        assert DEMO_RANGES[key] == (math.floor(min(values)), math.ceil(max(values))), key
+    lo, hi = DEMO_RANGES["seed"]
+    assert f"a seed at {lo}-{hi} % greedy" in demo_expectation()
