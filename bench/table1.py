@@ -465,11 +465,20 @@ def _since(start: float) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    """The CPU model and the flags that decide its number formats, cores, threads, Python."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = dict(ln.split(":", 1) for ln in f.read().splitlines() if ":" in ln)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        cpu, flags = info.get("model name", cpu), set(info.get("flags", "").split())
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     return (
-        f"{platform.machine()} ({cpu}), {os.cpu_count()} CPUs, torch threads {threads}, "
-        f"Python {sys.version.split()[0]}"
+        f"{cpu} ({', '.join(shown) or 'no AVX2'}), {os.cpu_count()} CPUs, torch threads "
+        f"{threads}, Python {sys.version.split()[0]}"
     )
 
 

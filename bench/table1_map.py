@@ -64,6 +64,12 @@ CONDITIONS: tuple[Condition, ...] = (
         ("star",),
     ),
     Condition(
+        "steps_n16",
+        "step-checked winners and N=16: the two changes that moved IRPO up, together",
+        ("task.options.check_steps=train", "sampling.num_samples=16"),
+        ("star",),
+    ),
+    Condition(
         "harder",
         "a harder task: numbers up to 30, 3-4 steps (its own seed models)",
         ("task.options.max_number=30", "task.options.min_steps=3", "task.options.max_steps=4"),
@@ -280,7 +286,8 @@ def write_doc(
         "",
         f"    {command_line(args)}",
         "",
-        f"Machine: {table1.machine()}. Run time: {timings.total() / 60:.1f} min in all.",
+        f"Machine: {table1.machine()}, {time.strftime('%Y-%m-%d')}. Run time: "
+        f"{timings.total() / 60:.1f} min in all (seed models included).",
         "",
         "Each condition changes one setting of [RESULTS.md](RESULTS.md)'s experiment "
         f"(`bench/table1.py --set task.train_limit=400`); every run starts from the un-annealed "

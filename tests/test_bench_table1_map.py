@@ -35,6 +35,7 @@ def test_a_baseline_runs_only_where_the_condition_changes_it(tm: ModuleType) -> 
     assert [tm.source(by["lr1e-4"], m) for m in tm.METHODS] == ["lr1e-4", "lr1e-4", "base"]
     assert [tm.source(by["harder"], m) for m in tm.METHODS] == ["harder"] * 3
     assert [tm.source(by["steps"], m) for m in tm.METHODS] == ["steps", "base", "steps"]
+    assert [tm.source(by["steps_n16"], m) for m in tm.METHODS] == ["steps_n16", "base", "steps_n16"]
 
 
 def test_arguments_keep_the_base_condition_and_the_results_setting(tm: ModuleType) -> None:
