@@ -294,7 +294,10 @@ def test_demo_prints_the_gain_with_its_interval(
         "iter 2 is 40.0 points above the seed (95 % interval +10.0 to +70.0, McNemar p = 0.12): "
         "a real difference." in result.output
     )
-    assert result.output.strip().endswith(f"(and {out / 'report' / 'report.html'})")
+    report_line = f"(and {out / 'report' / 'report.html'})\n\n"
+    from irpo.cli.run import demo_expectation
+
+    assert result.output.endswith(report_line + demo_expectation() + "\n")  # the ranges, last
 
 
 def test_report_html_is_one_self_contained_page(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def demo(
 ) -> None:
     """The embedded default: a seed model trained from scratch on `arith`, then Iterative RPO.
 
-    Offline, CPU, 6-15 minutes on a 2-core laptop; a second run reuses the cached seed model.
+    Offline, CPU, 4-11 minutes on a 2-core laptop; a second run reuses the cached seed model.
     """
     from irpo.config import demo_config_path
 
