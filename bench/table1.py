@@ -466,19 +466,16 @@ def _since(start: float) -> float:
 
 def machine() -> str:
     """The CPU model and the flags that decide its number formats, cores, threads, Python."""
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = dict(ln.split(":", 1) for ln in f.read().splitlines() if ":" in ln)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        cpu, flags = info.get("model name", cpu), set(info.get("flags", "").split())
-    except OSError:
-        pass
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    from irpo.precision import cpu_info
+
+    cpu, flags = cpu_info()
+    shown = [
+        f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in (flags or "").split()
+    ]
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     return (
-        f"{cpu} ({', '.join(shown) or 'no AVX2'}), {os.cpu_count()} CPUs, torch threads "
-        f"{threads}, Python {sys.version.split()[0]}"
+        f"{cpu or platform.machine()} ({', '.join(shown) or 'no AVX2'}), {os.cpu_count()} CPUs, "
+        f"torch threads {threads}, Python {sys.version.split()[0]}"
     )
 
 
@@ -558,12 +555,16 @@ def write_doc(
         ]
     if trend := trend_table(run_dirs):
         parts += ["## Chosen log-probability during training (the paper's Fig. 3)", "", trend]
-    text = "\n".join(parts)
-    # The hand-written reading of the numbers survives a re-run of the script.
-    if args.doc.exists() and "\n## Reading" in (old := args.doc.read_text(encoding="utf-8")):
+    write_keeping_reading(args.doc, "\n".join(parts))
+
+
+def write_keeping_reading(doc: Path, text: str) -> None:
+    """Write a generated document; its hand-written "## Reading" section and what follows it,
+    if `doc` has one, survive a re-run of the script."""
+    if doc.exists() and "\n## Reading" in (old := doc.read_text(encoding="utf-8")):
         text += "\n## Reading" + old.split("\n## Reading", 1)[1]
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(text, encoding="utf-8")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

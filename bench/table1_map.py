@@ -304,11 +304,7 @@ def write_doc(
     if failures:
         parts += ["Runs that stopped:", "", *(f"- `{n}`: {why}" for n, why in failures.items())]
         parts.append("")
-    text = "\n".join(parts)
-    if args.doc.exists() and "\n## Reading" in (old := args.doc.read_text(encoding="utf-8")):
-        text += "\n## Reading" + old.split("\n## Reading", 1)[1]
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(text, encoding="utf-8")
+    table1.write_keeping_reading(args.doc, "\n".join(parts))
 
 
 if __name__ == "__main__":

@@ -162,19 +162,25 @@ def _train_head(x: Any, head: Any, dtype: Any) -> None:
     logits.float().logsumexp(-1).sum().backward()
 
 
+def cpu_info() -> tuple[str, str | None]:
+    """The CPU's model name and its flags as /proc/cpuinfo spells them (None where it cannot be
+    read; the model is then `platform.processor()`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor(), None
+    lines = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in
+             info.splitlines() if ":" in ln}  # fmt: skip
+    return lines.get("model name", platform.processor()), lines.get("flags", "")
+
+
 def _machine() -> str:
     """What decides the rates: the CPU (model name and flags), torch, and the thread count."""
     import torch
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = f.read()
-        lines = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in
-                 info.splitlines() if ":" in ln}  # fmt: skip
-        cpu = f"{lines.get('model name', cpu)} {lines.get('flags', '')}"
-    except OSError:
-        pass
+    model, flags = cpu_info()
+    cpu = model if flags is None else f"{model} {flags}"
     return f"{cpu}|torch {torch.__version__}|threads {torch.get_num_threads()}"
 
 
