@@ -3,6 +3,7 @@ on the batch, and where completions end (EOS, the final-answer line, the token b
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -86,6 +87,55 @@ def test_samples_do_not_depend_on_batch_size(
     assert compactions  # the batch-3 run shifted its cache at least once
     lengths = {len(c.token_ids) for _, comps in runs[1] for c in comps}
     assert len(lengths) > 1  # sequences of different lengths shared the batch
+
+
+def test_full_width_attention_gives_the_same_samples(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading the whole generated buffer (the columns outside each row's own masked) samples
+    what reading the rows' window does; at batch 3 the rows start at different columns and
+    the cache is compacted, so both kinds of step and the columns after `cur` are exercised."""
+    model, tok = tiny
+    widths: list[tuple[int, int]] = []
+    update = SlotCache.update
+    monkeypatch.setattr(
+        SlotCache,
+        "update",
+        lambda self, *a, **k: (widths.append((self.lo, self.hi)), update(self, *a, **k))[1],
+    )
+    params = DecodeParams(temperature=1.0, top_p=1.0, max_new_tokens=60, stop_at_final_answer=False)
+    runs = {}
+    for full in (False, True):
+        engine = TransformersEngine(model, tok, batch_size=3, full_width=full)
+        assert engine.full_width is full
+        widths.clear()
+        runs[full] = _run(engine, _requests(engine, 4), params)
+        capacity = 60 + 16
+        whole = sum(1 for w in widths if w == (0, capacity))
+        if full:
+            assert 0 < whole < len(widths)  # full once a third is used, the window before that
+        else:
+            assert whole == 0
+    assert runs[True] == runs[False]
+
+
+def test_full_width_is_the_default_for_bfloat16_models_on_cpu(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    assert TransformersEngine(model, tok).full_width is False  # float32: MKL reads windows
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    assert TransformersEngine(low, tok).full_width is True
+
+
+def test_float_logits_reuses_one_buffer(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    engine = TransformersEngine(model, tok, batch_size=4)
+    first = torch.tensor([[1.0, 2.5, -3.0]], dtype=torch.bfloat16)
+    out = engine.float_logits(first)
+    assert out.dtype == torch.float32 and out.tolist() == [[1.0, 2.5, -3.0]]
+    again = engine.float_logits(torch.tensor([[4.0, 0.5, 1.0]] * 2, dtype=torch.bfloat16))
+    assert again.data_ptr() == out.data_ptr() and again.tolist() == [[4.0, 0.5, 1.0]] * 2
+    f32 = torch.ones(2, 3)
+    assert engine.float_logits(f32) is f32
 
 
 def test_same_seeds_same_samples_other_seeds_others(tiny: tuple[Any, Any]) -> None:

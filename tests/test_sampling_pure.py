@@ -106,6 +106,17 @@ def test_draw_never_picks_a_zero_probability_token() -> None:
     assert draw_tokens(logits, u, 1.0).tolist() == [1, 3, 3]
 
 
+def test_draw_from_bfloat16_logits_leaves_them_unchanged() -> None:
+    """bfloat16 logits (a bf16 model's LM head) are drawn from in float32, on a copy: even with
+    `overwrite`, the caller's tensor keeps its values and the draw is the float32 one."""
+    logits = torch.tensor([[math.log(0.1), math.log(0.2), math.log(0.7)]]).repeat(4, 1)
+    low = logits.to(torch.bfloat16)
+    before = low.clone()
+    u = torch.tensor([0.05, 0.15, 0.31, 0.999], dtype=torch.float64)
+    assert draw_tokens(low, u, 1.0, overwrite=True).tolist() == [0, 1, 2, 2]
+    assert torch.equal(low, before)
+
+
 def test_uniform_stream_depends_on_the_seed_only() -> None:
     a = uniform_stream(123, 5)
     assert a.dtype == torch.float64

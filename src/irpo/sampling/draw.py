@@ -35,7 +35,10 @@ def draw_tokens(
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    weights = logits if overwrite and logits.dtype == torch.float32 else logits.float().clone()
+    if overwrite and logits.dtype == torch.float32:
+        weights = logits
+    else:  # one float32 copy (bfloat16 logits: the conversion is the copy)
+        weights = logits.to(torch.float32, copy=True)
     # exp((l - max) / T): the unnormalised softmax, computed in place
     weights.sub_(weights.amax(dim=-1, keepdim=True)).mul_(1.0 / temperature).exp_()
     u = uniforms.to(device=weights.device, dtype=weights.dtype).unsqueeze(-1)  # (B, 1)

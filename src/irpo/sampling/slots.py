@@ -75,7 +75,7 @@ class StepPlan:
     Row i's prompt is pool slot `prompt_index[i]`; it is the `rank[i]`-th row of that prompt
     (< `group`, the largest number of running rows of one prompt). `mask` is additive,
     (n, 1, 1, prompt_width + generated width): prompt columns [0, prompt_width), then the
-    generated columns [lo, cur] of the cache.
+    generated columns [lo, hi) of the cache.
     """
 
     prompts: int
@@ -89,9 +89,10 @@ class StepPlan:
 class SlotCache:
     """Key/value buffers for `num_rows` running sequences and `num_prompts` prompts.
 
-    The decoder sets `n`, `lo` (first generated column any running row uses) and `plan` before
-    each forward; `update` writes the step's keys/values at column `cur` and returns the views
-    (n, kv_heads, cur + 1 - lo, head_dim) of the generated part.
+    The decoder sets `n`, the generated columns [`lo`, `hi`) that attention reads (from the
+    first column any running row uses to `cur`, or the whole buffer: `hi` > `cur`, the columns
+    after `cur` masked) and `plan` before each forward; `update` writes the step's keys/values
+    at column `cur` and returns the views (n, kv_heads, hi - lo, head_dim) of the generated part.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class SlotCache:
         self.values: list[torch.Tensor] = []
         self.n = 0
         self.lo = 0
+        self.hi = 1
         self.cur = 0
         self.plan: StepPlan | None = None
 
@@ -138,12 +140,12 @@ class SlotCache:
         """key_states, value_states: (n, kv_heads, 1, head_dim), the step's new token.
 
         Returns the transposed keys (n, kv_heads, head_dim, G) and the values
-        (n, kv_heads, G, head_dim) of columns [lo, cur]: only `slot_attention` reads them.
+        (n, kv_heads, G, head_dim) of columns [lo, hi): only `slot_attention` reads them.
         """
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         keys[: self.n, :, :, self.cur] = key_states[:, :, 0]
         values[: self.n, :, self.cur] = value_states[:, :, 0]
-        window = slice(self.lo, self.cur + 1)
+        window = slice(self.lo, self.hi)
         return keys[: self.n, :, :, window], values[: self.n, :, window]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
