@@ -14,7 +14,15 @@ Variants:
 - bf16-store-fp32: the cache stored in bfloat16, its views upcast to float32 each step, all
   arithmetic in float32, the output back to bfloat16;
 - sdpa-bf16: `scaled_dot_product_attention` on each row's prompt keys gathered next to its own
-  (no cascade: each row reads its prompt itself).
+  (no cascade: each row reads its prompt itself);
+- bf16-full-width: bf16, reading the whole generated buffer (`capacity` columns, those past the
+  window masked) instead of the window: what the engine does in 16-bit formats once the rows
+  use a third of the buffer.
+
+As in the engine, the generated keys/values are a window of `generated` columns of a buffer of
+`capacity` columns (default: the engine's for `generated` new tokens), so the window is a
+strided view; the product that reads it copies it first in bfloat16 (oneDNN takes contiguous or
+transposed operands only), not in float32 (MKL reads strided matrices).
 
 Each variant's error is its largest absolute difference from float32 attention on the same
 inputs (outputs are softmax averages of values of size ~1).
@@ -38,18 +46,34 @@ from irpo.sampling.slots import SlotCache, StepPlan, _cascade
 Variant = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SlotCache, StepPlan], torch.Tensor]
 
 
+def engine_capacity(new_tokens: int) -> int:
+    """Generated columns of the engine's cache for `new_tokens` (irpo.sampling.transformers_engine)."""
+    return new_tokens + max(16, new_tokens // 4)
+
+
 def make_inputs(
-    rows: int, n: int, heads: int, kv_heads: int, d: int, width: int, generated: int, seed: int
+    rows: int,
+    n: int,
+    heads: int,
+    kv_heads: int,
+    d: int,
+    width: int,
+    generated: int,
+    seed: int,
+    capacity: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, SlotCache, torch.Tensor, torch.Tensor]:
-    """float32 query (rows, heads, 1, d) already scaled, generated keys (transposed) and values,
-    a one-layer SlotCache holding the prompts, the prompts' lengths and the allowed mask."""
+    """float32 query (rows, heads, 1, d) already scaled, generated keys (transposed) and values
+    (windows of the cache's buffers), a one-layer SlotCache holding the prompts and the
+    buffers, the rows' prompt index and the allowed mask."""
     g = torch.Generator().manual_seed(seed)
     prompts = -(-rows // n)
-    cache = SlotCache(rows, prompts, width, generated)
+    capacity = capacity or engine_capacity(generated)
+    cache = SlotCache(rows, prompts, width, capacity)
     cache.prompt_keys = [torch.randn(prompts, kv_heads, d, width, generator=g)]
     cache.prompt_values = [torch.randn(prompts, kv_heads, width, d, generator=g)]
-    keys = torch.randn(rows, kv_heads, d, generated, generator=g)
-    values = torch.randn(rows, kv_heads, generated, d, generator=g)
+    cache.keys = [torch.randn(rows, kv_heads, d, capacity, generator=g)]
+    cache.values = [torch.randn(rows, kv_heads, capacity, d, generator=g)]
+    keys, values = cache.keys[0][..., :generated], cache.values[0][:, :, :generated]
     query = torch.randn(rows, heads, 1, d, generator=g) * d**-0.5
     lengths = torch.randint(width // 2, width + 1, (prompts,), generator=g)
     lengths[0] = width
@@ -130,6 +154,15 @@ def sdpa(q, k, v, cache, plan):
     return out.transpose(1, 2)
 
 
+def full_width(q, k, v, cache, plan):
+    """bf16, reading the whole generated buffer; the columns after the window masked."""
+    keys, values = cache.keys[0], cache.values[0]
+    extra = keys.shape[-1] - k.shape[-1]
+    mask = F.pad(plan.mask, (0, extra), value=torch.finfo(plan.mask.dtype).min)
+    wide = StepPlan(plan.prompts, plan.group, plan.prompt_width, plan.prompt_index, plan.rank, mask)
+    return _cascade(q, keys, values, cache, 0, wide)
+
+
 VARIANTS: dict[str, tuple[Variant, torch.dtype, torch.dtype]] = {
     # name: (function, cache dtype, mask/query dtype)
     "float32": (cascade, torch.float32, torch.float32),
@@ -137,13 +170,14 @@ VARIANTS: dict[str, tuple[Variant, torch.dtype, torch.dtype]] = {
     "bf16-fp32-softmax": (cascade_fp32_softmax, torch.bfloat16, torch.float32),
     "bf16-store-fp32": (store_bf16_compute_fp32, torch.bfloat16, torch.float32),
     "sdpa-bf16": (sdpa, torch.bfloat16, torch.bfloat16),
+    "bf16-full-width": (full_width, torch.bfloat16, torch.bfloat16),
 }
 
 
 def run(args: argparse.Namespace) -> list[dict]:
     q32, k32, v32, cache32, index, allowed = make_inputs(
         args.rows, args.n, args.heads, args.kv_heads, args.head_dim,
-        args.prompt_width, args.generated, args.seed,
+        args.prompt_width, args.generated, args.seed, args.capacity,
     )  # fmt: skip
     reference = cascade(
         q32, k32, v32, cache32, plan_for(allowed, index, args.n, args.prompt_width, torch.float32)
@@ -151,10 +185,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     results = []
     for name in args.variants:
         fn, store, mask_dtype = VARIANTS[name]
-        cache = SlotCache(args.rows, cache32.num_prompts, args.prompt_width, args.generated)
+        cache = SlotCache(args.rows, cache32.num_prompts, args.prompt_width, cache32.capacity)
         cache.prompt_keys = [cache32.prompt_keys[0].to(store)]
         cache.prompt_values = [cache32.prompt_values[0].to(store)]
-        q, k, v = q32.to(store), k32.to(store), v32.to(store)
+        cache.keys = [cache32.keys[0].to(store)]
+        cache.values = [cache32.values[0].to(store)]
+        q = q32.to(store)
+        k, v = cache.keys[0][..., : args.generated], cache.values[0][:, :, : args.generated]
         plan = plan_for(allowed, index, args.n, args.prompt_width, mask_dtype)
         out = fn(q, k, v, cache, plan)
         error = float((out.float() - reference).abs().max())
@@ -181,6 +218,11 @@ def main() -> None:
     p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--prompt-width", type=int, default=192)
     p.add_argument("--generated", type=int, nargs="+", default=[32, 128, 320])
+    p.add_argument(
+        "--capacity",
+        type=int,
+        help="columns of the generated buffer (default: the engine's for each --generated)",
+    )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=3)

@@ -12,10 +12,16 @@ import pytest
 import torch
 
 from irpo.models import build_char_tokenizer, load_model, load_tokenizer
+from irpo.sampling import transformers_engine
 from irpo.sampling.draw import draw_tokens, uniform_stream
 from irpo.sampling.engine import Completion, DecodeParams, PromptRequest
 from irpo.sampling.slots import SlotCache
-from irpo.sampling.transformers_engine import TransformersEngine
+from irpo.sampling.transformers_engine import (
+    TransformersEngine,
+    _can_pack,
+    _linear_packed,
+    _pack_linears,
+)
 
 PROMPTS = [
     "Start with 5. Add 3.",
@@ -124,6 +130,40 @@ def test_full_width_is_the_default_for_bfloat16_models_on_cpu(tiny: tuple[Any, A
     assert TransformersEngine(model, tok).full_width is False  # float32: MKL reads windows
     low = copy.deepcopy(model).to(torch.bfloat16)
     assert TransformersEngine(low, tok).full_width is True
+
+
+@pytest.mark.skipif(not _can_pack(), reason="this torch has no oneDNN linear packing")
+def test_packed_weights_sample_what_plain_weights_do(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bfloat16 model on packed weights: the products equal F.linear's, the samples equal
+    those of the plain weights, and after `generate` the model is the caller's again."""
+    model, tok = tiny
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    linear = low.model.layers[0].mlp.up_proj
+    x = torch.randn(5, 7, linear.in_features).to(torch.bfloat16)
+    packed = _pack_linears(low, 8)
+    assert len(packed) == 7 * len(low.model.layers)  # q, k, v, o, gate, up, down
+    torch.testing.assert_close(
+        _linear_packed(packed[linear], None, x), torch.nn.functional.linear(x, linear.weight)
+    )
+    params = DecodeParams(temperature=1.0, top_p=1.0, max_new_tokens=30, stop_at_final_answer=False)
+    calls = []
+    monkeypatch.setattr(
+        transformers_engine,
+        "_linear_packed",
+        lambda *a: (calls.append(1), _linear_packed(*a))[1],
+    )
+    runs = {}
+    for pack in (False, True):
+        engine = TransformersEngine(low, tok, batch_size=3, pack_weights=pack)
+        calls.clear()
+        runs[pack] = _run(engine, _requests(engine, 2), params)
+        assert bool(calls) is pack
+        assert all("forward" not in m.__dict__ for m in low.modules())
+    assert TransformersEngine(low, tok).pack_weights is True
+    assert TransformersEngine(model, tok).pack_weights is False  # float32: MKL's own layout
+    assert runs[True] == runs[False]
 
 
 def test_float_logits_reuses_one_buffer(tiny: tuple[Any, Any]) -> None:

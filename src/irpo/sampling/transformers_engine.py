@@ -7,7 +7,9 @@ How it is fast (measured in bench/bench_sampling.py, docs/BENCHMARKS.md):
   slot cache (`irpo.sampling.slots`): a step appends one column instead of concatenating;
 - a finished sequence leaves the batch at once and a waiting one takes its row (continuous
   batching), so short answers never wait for long ones;
-- grouped-query attention reads the cache in place, without repeating keys per head.
+- grouped-query attention reads the cache in place, without repeating keys per head;
+- on a CPU, a bfloat16 model's linear layers run on weights reordered once per `generate` into
+  oneDNN's blocked layout (`pack_weights`), not reordered again in every product.
 
 Randomness: sample j of a request draws its t-th token with the t-th number of its own uniform
 stream (`irpo.sampling.draw`), so its text depends on its seed alone, not on the batch.
@@ -15,9 +17,11 @@ stream (`irpo.sampling.draw`), so its text depends on its seed alone, not on the
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +59,9 @@ class TransformersEngine(TokenizerSide):
     the whole generated part of the cache (masked) once the running rows use a third of it,
     instead of the window of columns they use (default: for models in 16-bit formats on CPU,
     where a window, a strided view, is copied before every bfloat16 matrix product: `_step`).
+    pack_weights: run the decoder's linear layers on oneDNN-reordered copies of their weights
+    during `generate` (default: bfloat16 models on CPU, where torch has oneDNN; the copies
+    take the decoder's weight memory once more while sampling).
     """
 
     name = "transformers"
@@ -69,6 +76,7 @@ class TransformersEngine(TokenizerSide):
         prefill_tokens: int = 2048,
         max_prompts: int | None = None,
         full_width: bool | None = None,
+        pack_weights: bool | None = None,
     ) -> None:
         self.model = model.eval()
         self.max_prompts = max_prompts
@@ -85,6 +93,12 @@ class TransformersEngine(TokenizerSide):
         if full_width is None:
             full_width = model.dtype != torch.float32 and self.device.type == "cpu"
         self.full_width = full_width
+        if pack_weights is None:
+            pack_weights = (
+                model.dtype == torch.bfloat16 and self.device.type == "cpu" and _can_pack()
+            )
+        self.pack_weights = pack_weights
+        self._packed: dict[torch.nn.Linear, torch.Tensor] = {}
         config = getattr(model, "config", None)
         # Models whose logits are exactly lm_head(last hidden state): their decoding steps write
         # the logits into one reused buffer. A fresh (batch x vocabulary) tensor per step costs
@@ -111,7 +125,12 @@ class TransformersEngine(TokenizerSide):
             return
         max_prompt = max(len(r.prompt_ids) for r in requests)
         check_supported(self.model.config, max_prompt + params.max_new_tokens)
-        yield from _Decoder(self, list(requests), params, progress, on_step).run()
+        # packed here, not once: the caller may change the weights between two calls
+        self._packed = _pack_linears(self.model, self.batch_size) if self.pack_weights else {}
+        try:
+            yield from _Decoder(self, list(requests), params, progress, on_step).run()
+        finally:
+            self._packed = {}
 
     def forward(self, cache: Any, **inputs: Any) -> torch.Tensor:
         """Logits of the last position, (B, V), with `cache` collecting keys and values.
@@ -120,7 +139,11 @@ class TransformersEngine(TokenizerSide):
         caller holds a yielded result) the model is the caller's model, unchanged. Decoding
         steps of plain-head models return a view of a buffer that the next step overwrites.
         """
-        with torch.inference_mode(), slot_attention_enabled(self.model):
+        with (
+            torch.inference_mode(),
+            slot_attention_enabled(self.model),
+            _packed_forward(self._packed),
+        ):
             if not self._plain_head or "logits_to_keep" in inputs:
                 out = self.model(**inputs, **{self._cache_arg: cache}, use_cache=True)
                 logits: torch.Tensor = out.logits[:, -1]
@@ -147,6 +170,45 @@ class TransformersEngine(TokenizerSide):
             )
             self._float_logits = buffer
         return buffer[:rows].copy_(logits)
+
+
+def _can_pack() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(
+        torch.ops.mkldnn, "_reorder_linear_weight"
+    )
+
+
+def _pack_linears(model: Any, rows: int) -> dict[torch.nn.Linear, torch.Tensor]:
+    """The decoder's bfloat16 linear weights in oneDNN's layout for products of about `rows`
+    rows (the LM head is left out: the engine computes it into a reused buffer)."""
+    with torch.inference_mode():
+        return {
+            m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows)
+            for m in model.base_model.modules()
+            if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.bfloat16
+        }
+
+
+def _linear_packed(
+    weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor
+) -> torch.Tensor:
+    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, "none", [], "")
+    return y.view(*x.shape[:-1], y.shape[-1])
+
+
+@contextmanager
+def _packed_forward(packed: dict[torch.nn.Linear, torch.Tensor]) -> Iterator[None]:
+    """Run the linear layers of `packed` on their packed weights for the duration of the block."""
+    own = {m: m.__dict__["forward"] for m in packed if "forward" in m.__dict__}  # e.g. hooks
+    for module, weight in packed.items():
+        module.forward = functools.partial(_linear_packed, weight, module.bias)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for module in packed:
+            del module.forward
+            if module in own:
+                module.forward = own[module]  # type: ignore[method-assign]
 
 
 PLAIN_HEAD_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo2"})
