@@ -1,8 +1,8 @@
 """The number format a CPU computes a model fastest in, measured on the machine itself.
 
-Which of float32 and bfloat16 wins on a CPU depends on the CPU: with AVX512-BF16 or AMX a
-bfloat16 matrix product runs 2-3x the float32 one (oneDNN), without them bfloat16 is emulated
-and slower (docs/BENCHMARKS.md has both kinds of machine). So `model.dtype: auto` (sampling and
+Which of float32 and bfloat16 wins on a CPU depends on the CPU: with AVX512-BF16 a bfloat16
+matrix product runs 2-3x the float32 one (oneDNN), with AMX about 7x, without either bfloat16
+is emulated and slower (docs/BENCHMARKS.md has the three kinds of machine). So `model.dtype: auto` (sampling and
 evaluation) and `train.mixed_precision: auto` (bf16 autocast over float32 master weights) ask
 `cpu_prefers_bf16`, which times a step of the model itself in both formats (a copy with two
 decoder layers built from its config, and its LM head, at the rows a step computes; `measure`)
