@@ -166,6 +166,19 @@ def test_packed_weights_sample_what_plain_weights_do(
     assert runs[True] == runs[False]
 
 
+@pytest.mark.skipif(not _can_pack(), reason="this torch has no oneDNN linear packing")
+def test_weights_are_not_packed_without_the_memory(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _ = tiny
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    size = sum(m.weight.numel() * 2 for m in low.model.modules() if isinstance(m, torch.nn.Linear))
+    monkeypatch.setattr(transformers_engine, "_available_memory", lambda: 4 * size)
+    assert len(_pack_linears(low, 8)) == 7 * len(low.model.layers)  # a quarter: just fits
+    monkeypatch.setattr(transformers_engine, "_available_memory", lambda: 4 * size - 1)
+    assert _pack_linears(low, 8) == {}
+
+
 def test_float_logits_reuses_one_buffer(tiny: tuple[Any, Any]) -> None:
     model, tok = tiny
     engine = TransformersEngine(model, tok, batch_size=4)

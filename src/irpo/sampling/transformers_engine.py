@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,8 +61,9 @@ class TransformersEngine(TokenizerSide):
     instead of the window of columns they use (default: for models in 16-bit formats on CPU,
     where a window, a strided view, is copied before every bfloat16 matrix product: `_step`).
     pack_weights: run the decoder's linear layers on oneDNN-reordered copies of their weights
-    during `generate` (default: bfloat16 models on CPU, where torch has oneDNN; the copies
-    take the decoder's weight memory once more while sampling).
+    during `generate` (default: bfloat16 models on CPU, where torch has oneDNN). The copies
+    take the decoder's weight memory once more while sampling: they are made only when that
+    is at most a quarter of the memory available at the time (`PACK_MEMORY_SHARE`).
     """
 
     name = "transformers"
@@ -178,14 +180,38 @@ def _can_pack() -> bool:
     )
 
 
+PACK_MEMORY_SHARE = 0.25
+"""Packed weights are made only when they take at most this share of the available memory."""
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that tells
+        return None
+
+
 def _pack_linears(model: Any, rows: int) -> dict[torch.nn.Linear, torch.Tensor]:
     """The decoder's bfloat16 linear weights in oneDNN's layout for products of about `rows`
-    rows (the LM head is left out: the engine computes it into a reused buffer)."""
+    rows (the LM head is left out: the engine computes it into a reused buffer); none when
+    the copies would not fit in `PACK_MEMORY_SHARE` of the available memory."""
+    linears = [
+        m
+        for m in model.base_model.modules()
+        if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.bfloat16
+    ]
+    needed = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    available = _available_memory()
+    if available is not None and needed > PACK_MEMORY_SHARE * available:
+        log.info(
+            "linear weights not packed: %.0f MiB of copies, %.0f MiB available",
+            needed / 2**20,
+            available / 2**20,
+        )
+        return {}
     with torch.inference_mode():
         return {
-            m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows)
-            for m in model.base_model.modules()
-            if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.bfloat16
+            m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), rows) for m in linears
         }
 
 
