@@ -42,13 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from irpo.sampling.slots import SlotCache, StepPlan, _cascade
+from irpo.sampling.transformers_engine import cache_columns
 
 Variant = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, SlotCache, StepPlan], torch.Tensor]
-
-
-def engine_capacity(new_tokens: int) -> int:
-    """Generated columns of the engine's cache for `new_tokens` (irpo.sampling.transformers_engine)."""
-    return new_tokens + max(16, new_tokens // 4)
 
 
 def make_inputs(
@@ -67,7 +63,7 @@ def make_inputs(
     buffers, the rows' prompt index and the allowed mask."""
     g = torch.Generator().manual_seed(seed)
     prompts = -(-rows // n)
-    capacity = capacity or engine_capacity(generated)
+    capacity = capacity or cache_columns(generated)
     cache = SlotCache(rows, prompts, width, capacity)
     cache.prompt_keys = [torch.randn(prompts, kv_heads, d, width, generator=g)]
     cache.prompt_values = [torch.randn(prompts, kv_heads, width, d, generator=g)]
@@ -110,25 +106,7 @@ def cascade(q, k, v, cache, plan):
 
 def cascade_fp32_softmax(q, k, v, cache, plan):
     """_cascade with float32 scores for the mask and softmax."""
-    n, heads, _, d = q.shape
-    kv_heads, dv = k.shape[1], v.shape[-1]
-    g = heads // kv_heads
-    a, c, width = plan.prompts, plan.group, plan.prompt_width
-    where = (plan.prompt_index, slice(None), plan.rank)
-    qv = q.view(n, kv_heads, g, d)
-    grid = qv.new_zeros(a, kv_heads, c, g, d)
-    grid[where] = qv
-    pk = cache.prompt_keys[0][:a, ..., :width]
-    ps = torch.matmul(grid.view(a, kv_heads, c * g, d), pk).view(a, kv_heads, c, g, width)[where]
-    own = torch.matmul(qv, k)
-    probs = torch.cat([ps, own], dim=-1).float().add_(plan.mask).softmax(dim=-1).to(q.dtype)
-    grid_probs = probs.new_zeros(a, kv_heads, c, g, width)
-    grid_probs[where] = probs[..., :width]
-    pv = cache.prompt_values[0][:a, :, :width]
-    out = torch.matmul(grid_probs.view(a, kv_heads, c * g, width), pv)
-    out = out.view(a, kv_heads, c, g, dv)[where]
-    out += torch.matmul(probs[..., width:], v)
-    return out.view(n, 1, heads, dv)
+    return _cascade(q, k, v, cache, 0, plan, softmax_dtype=torch.float32)
 
 
 def store_bf16_compute_fp32(q, k, v, cache, plan):

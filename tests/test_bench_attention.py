@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_attention.py"
+from tests.bench_scripts import load_bench
+
 SIZES = {"rows": 12, "n": 4, "heads": 4, "kv_heads": 2, "head_dim": 8, "prompt_width": 6}
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_attention", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_attention")
 
 
 @pytest.mark.parametrize(

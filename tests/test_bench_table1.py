@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,18 +10,12 @@ from typing import Any
 import pytest
 
 from irpo.records import write_json
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "table1.py"
+from tests.bench_scripts import load_bench
 
 
 @pytest.fixture(scope="module")
 def t1() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("table1", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["table1"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("table1")
 
 
 # Two problems, three seeds. IRPO after iteration 1 gets (1, 0), (0, 1), (1, 1) greedy: 50, 50 and

@@ -3,29 +3,18 @@ synthetic results computed by hand."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.bench_scripts import load_bench
 
 
 @pytest.fixture(scope="module")
 def tm() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("table1_map", BENCH / "table1_map.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["table1_map"] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench("table1_map")
 
 
 def test_a_baseline_runs_only_where_the_condition_changes_it(tm: ModuleType) -> None:

@@ -227,6 +227,7 @@ def _cascade(
     cache: SlotCache,
     layer: int,
     plan: StepPlan,
+    softmax_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """One decoding step's attention over shared prompts and per-row generated tokens.
 
@@ -234,7 +235,8 @@ def _cascade(
     (n, kv_heads, G, dv), the generated part. Query heads are grouped by their key/value head (heads h = kv * g + j, the order of
     `repeat_kv`). The prompt part runs on a grid (prompts, kv_heads, group * g, .) where row i
     sits at (prompt_index[i], rank[i]); empty grid places are zero and never read back.
-    Returns (n, 1, heads, dv).
+    `softmax_dtype`: the format of the mask add and softmax (default: the scores'; another is
+    measured in bench/bench_attention.py). Returns (n, 1, heads, dv).
     """
     n, heads, _, d = query.shape
     kv_heads, dv = key.shape[1], value.shape[-1]
@@ -249,7 +251,10 @@ def _cascade(
     prompt_scores = torch.matmul(grid.view(a, kv_heads, c * g, d), prompt_keys)
     prompt_scores = prompt_scores.view(a, kv_heads, c, g, width)[where]  # (n, kv_heads, g, width)
     own_scores = torch.matmul(q, key)  # (n, kv_heads, g, G)
-    probs = torch.cat([prompt_scores, own_scores], dim=-1).add_(plan.mask).softmax(dim=-1)
+    scores = torch.cat([prompt_scores, own_scores], dim=-1)
+    if softmax_dtype is not None:
+        scores = scores.to(softmax_dtype)
+    probs = scores.add_(plan.mask).softmax(dim=-1).to(query.dtype)
 
     grid_probs = probs.new_zeros(a, kv_heads, c, g, width)
     grid_probs[where] = probs[..., :width]

@@ -174,6 +174,12 @@ class TransformersEngine(TokenizerSide):
         return buffer[:rows].copy_(logits)
 
 
+def cache_columns(max_new_tokens: int) -> int:
+    """Generated columns of the decoder's cache: the longest generation and some slack (the
+    cache is compacted every `slack` steps or less)."""
+    return max_new_tokens + max(16, max_new_tokens // 4)
+
+
 def _can_pack() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(
         torch.ops.mkldnn, "_reorder_linear_weight"
@@ -284,9 +290,7 @@ class _Decoder:
         # have several samples (admission waits for a free prompt slot).
         prompts = engine.max_prompts or min(rows, 2 * -(-rows // most) + 2)
         longest = max(len(r.prompt_ids) for r in requests)
-        new = params.max_new_tokens
-        # Slack beyond the longest generation: the cache is compacted every `slack` steps or less.
-        self.cache = SlotCache(rows, prompts, longest, new + max(16, new // 4))
+        self.cache = SlotCache(rows, prompts, longest, cache_columns(params.max_new_tokens))
         # waiting samples, in order: (request, sample index)
         self.queue = [(r, j) for r, req in enumerate(requests) for j in range(req.num_samples)]
         self.queued = 0
