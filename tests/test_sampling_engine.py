@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from irpo.errors import IrpoError
 from irpo.models import build_char_tokenizer, load_model, load_tokenizer
 from irpo.sampling import transformers_engine
 from irpo.sampling.draw import draw_tokens, uniform_stream
@@ -132,7 +133,9 @@ def test_full_width_is_the_default_for_bfloat16_models_on_cpu(tiny: tuple[Any, A
     assert TransformersEngine(low, tok).full_width is True
 
 
-@pytest.mark.skipif(not _can_pack(), reason="this torch has no oneDNN linear packing")
+@pytest.mark.skipif(
+    not _can_pack(), reason="this CPU or torch has no oneDNN bfloat16 linear packing"
+)
 def test_packed_weights_sample_what_plain_weights_do(
     tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,7 +169,30 @@ def test_packed_weights_sample_what_plain_weights_do(
     assert runs[True] == runs[False]
 
 
-@pytest.mark.skipif(not _can_pack(), reason="this torch has no oneDNN linear packing")
+def test_no_packing_where_the_cpu_cannot(
+    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU without oneDNN bfloat16 packing (AVX2 only), a bfloat16 model samples on its
+    plain weights by default, and asking for packing is refused, naming why."""
+    model, tok = tiny
+    low = copy.deepcopy(model).to(torch.bfloat16)
+    monkeypatch.setattr(transformers_engine, "_can_pack", lambda: False)
+    engine = TransformersEngine(low, tok, batch_size=3)
+    assert engine.pack_weights is False
+    params = DecodeParams(temperature=1.0, top_p=1.0, max_new_tokens=8, stop_at_final_answer=False)
+    out = _run(engine, _requests(engine, 2), params)
+    assert [(key, [c.index for c in comps]) for key, comps in out] == [
+        ("q0", [0, 1]),
+        ("q1", [0, 1]),
+        ("q2", [0, 1]),
+    ]
+    with pytest.raises(IrpoError, match="no oneDNN bfloat16 linear packing"):
+        TransformersEngine(low, tok, pack_weights=True)
+
+
+@pytest.mark.skipif(
+    not _can_pack(), reason="this CPU or torch has no oneDNN bfloat16 linear packing"
+)
 def test_weights_are_not_packed_without_the_memory(
     tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,6 +111,23 @@ class SlotCache:
         self.hi = 1
         self.cur = 0
         self.plan: StepPlan | None = None
+        self._scratch: torch.Tensor | None = None
+
+    def scratch(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A tensor of `shape` on a buffer reused by every layer and step (attention's grids).
+
+        Its contents are whatever the last user left there, always finite: the buffer starts
+        zeroed and only ever holds queries and probabilities. Filling a fresh zeroed grid per
+        layer instead cost 3 % of a float32 decoding step here (`fill_`).
+        """
+        size = 1
+        for dim in shape:
+            size *= dim
+        buffer = self._scratch
+        if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
+            buffer = like.new_zeros(max(size, 2 * buffer.numel() if buffer is not None else 0))
+            self._scratch = buffer
+        return buffer[:size].view(shape)
 
     @property
     def allocated(self) -> bool:
@@ -234,7 +251,8 @@ def _cascade(
     query: (n, heads, 1, d), already scaled; key: (n, kv_heads, d, G) (transposed) and value:
     (n, kv_heads, G, dv), the generated part. Query heads are grouped by their key/value head (heads h = kv * g + j, the order of
     `repeat_kv`). The prompt part runs on a grid (prompts, kv_heads, group * g, .) where row i
-    sits at (prompt_index[i], rank[i]); empty grid places are zero and never read back.
+    sits at (prompt_index[i], rank[i]); empty grid places hold stale finite values (the grids
+    live in `cache.scratch`) and are never read back.
     `softmax_dtype`: the format of the mask add and softmax (default: the scores'; another is
     measured in bench/bench_attention.py). Returns (n, 1, heads, dv).
     """
@@ -245,7 +263,7 @@ def _cascade(
     where = (plan.prompt_index, slice(None), plan.rank)
     q = query.view(n, kv_heads, g, d)
 
-    grid = q.new_zeros(a, kv_heads, c, g, d)
+    grid = cache.scratch((a, kv_heads, c, g, d), q)
     grid[where] = q
     prompt_keys = cache.prompt_keys[layer][:a, ..., :width]  # (a, kv_heads, d, width)
     prompt_scores = torch.matmul(grid.view(a, kv_heads, c * g, d), prompt_keys)
@@ -256,7 +274,7 @@ def _cascade(
         scores = scores.to(softmax_dtype)
     probs = scores.add_(plan.mask).softmax(dim=-1).to(query.dtype)
 
-    grid_probs = probs.new_zeros(a, kv_heads, c, g, width)
+    grid_probs = cache.scratch((a, kv_heads, c, g, width), probs)
     grid_probs[where] = probs[..., :width]
     prompt_values = cache.prompt_values[layer][:a, :, :width]  # (a, kv_heads, width, dv)
     from_prompt = torch.matmul(grid_probs.view(a, kv_heads, c * g, width), prompt_values)

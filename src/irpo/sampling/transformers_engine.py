@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from irpo.errors import IrpoError
 from irpo.models import eos_token_ids
 from irpo.records import FinishReason
 from irpo.sampling.draw import draw_tokens, uniform_stream
@@ -61,7 +62,7 @@ class TransformersEngine(TokenizerSide):
     instead of the window of columns they use (default: for models in 16-bit formats on CPU,
     where a window, a strided view, is copied before every bfloat16 matrix product: `_step`).
     pack_weights: run the decoder's linear layers on oneDNN-reordered copies of their weights
-    during `generate` (default: bfloat16 models on CPU, where torch has oneDNN). The copies
+    during `generate` (default: bfloat16 models on CPUs where oneDNN packs them). The copies
     take the decoder's weight memory once more while sampling: they are made only when that
     is at most a quarter of the memory available at the time (`PACK_MEMORY_SHARE`).
     """
@@ -98,6 +99,11 @@ class TransformersEngine(TokenizerSide):
         if pack_weights is None:
             pack_weights = (
                 model.dtype == torch.bfloat16 and self.device.type == "cpu" and _can_pack()
+            )
+        if pack_weights and not _can_pack():
+            raise IrpoError(
+                "pack_weights=True: this CPU (or torch build) has no oneDNN bfloat16 linear "
+                "packing (it needs AVX-512 BW/VL/DQ or AVX-NE-CONVERT); leave pack_weights unset"
             )
         self.pack_weights = pack_weights
         self._packed: dict[torch.nn.Linear, torch.Tensor] = {}
@@ -181,8 +187,12 @@ def cache_columns(max_new_tokens: int) -> int:
 
 
 def _can_pack() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(
-        torch.ops.mkldnn, "_reorder_linear_weight"
+    """Whether this torch and this CPU run oneDNN's packed bfloat16 linears (they need AVX-512
+    BW/VL/DQ or AVX-NE-CONVERT: on an AVX2-only CPU the reorder raises)."""
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     )
 
 
